@@ -11,7 +11,7 @@ each page to `_docs/_check/` and exits 1 listing every problem found.
 """
 import argparse, functools, http.server, shutil, sys, threading
 from pathlib import Path
-from urllib.parse import urldefrag, urlparse
+from urllib.parse import unquote, urldefrag, urlparse
 
 from playwright.sync_api import sync_playwright
 
@@ -62,6 +62,7 @@ def main(docs='_docs', chromium=None):
     srv.shutdown()
     for src, href in links:
         url, frag = urldefrag(href)
+        frag = unquote(frag)
         if not url.startswith(base):
             n_ext += urlparse(url).scheme in ('http', 'https')
             continue
