@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #15ed8cf5
 from __future__ import annotations
-import hashlib, os, re, difflib, warnings
+import hashlib, os, random, re, difflib, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn.functional as F
@@ -17,7 +17,7 @@ from .core import default_device, seed_everything, DigitCNN, fit_classifier, eva
 # %% auto #0
 __all__ = ['DOMAINS', 'IMAGE_EXTS', 'GAP_PAIRS', 'Domain', 'mnist_frame', 'cache_dir', 'digit_fonts', 'render_digits', 'load_syn',
            'load_mnist', 'load_uci', 'load_mnistm', 'load_domain', 'show_domains', 'convert_domain', 'Tensors',
-           'TensorDL', 'DomainPair', 'domain_pair', 'folder_domain', 'folder_pair', 'RegressionPair',
+           'TensorDL', 'reseed', 'DomainPair', 'domain_pair', 'folder_domain', 'folder_pair', 'RegressionPair',
            'shift_regression', 'domain_gap', 'summarise_gap', 'plot_gap']
 
 # %% ../nbs/01_data.ipynb #fbb80b64
@@ -277,6 +277,7 @@ class Tensors:
     def __len__(self): return len(self.ts[0])
     def __getitem__(self, i): return tuple(t[i] for t in self.ts)
     def to(self, device): return Tensors(*(t.to(device) for t in self.ts))
+    def new_empty(self): return Tensors(*(t[:0] for t in self.ts))  # what fastai's `DataLoaders.new_empty` (used by `export`) asks for
 
 class TensorDL(DataLoader):
     "fastai `DataLoader` over `Tensors` that indexes whole batches, kept on `device`."
@@ -292,6 +293,12 @@ class TensorDL(DataLoader):
             b = idx[i:i+self.bs]
             if self.drop_last and len(b) < self.bs: return
             yield tuple(t[b] for t in ts)
+
+def reseed(loaders, seed:int):
+    "Restart the shuffling of fastai loaders (a `DataLoader`, `DataLoaders` or a list of them) from `seed`."
+    if isinstance(loaders, DataLoader): loaders.rng = random.Random(seed)
+    else:
+        for dl in (loaders.loaders if isinstance(loaders, DataLoaders) else loaders): reseed(dl, seed)
 
 # %% ../nbs/01_data.ipynb #91e061fd
 def _stratified(y:torch.Tensor, rng:np.random.Generator) -> list:
@@ -322,6 +329,9 @@ class DomainPair:
 
     @property
     def n_classes(self) -> int: return len(self.tgt.classes)
+    def reseed(self, seed:int):
+        "Restart every loader's shuffling from `seed` (see `reseed`)."
+        reseed([self.source, self.target, self.unlabeled, self.test], seed)
     @property
     def same_classes(self) -> bool: return self.src.classes == self.tgt.classes
 
