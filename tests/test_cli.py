@@ -2,6 +2,7 @@
 import subprocess, sys
 from pathlib import Path
 import pytest
+from transfer_nb.cli import main
 
 EXE = Path(sys.executable).parent/'transfer_nb'
 
@@ -14,26 +15,31 @@ def test_console_script_installed():
     assert EXE.exists(), f"no console script at {EXE}: install the package (pip install -e .)"
 
 
-def test_help_everywhere():
-    for args in ([], ['demo'], ['domains']):
-        r = run(*args, '--help')
-        assert r.returncode == 0 and 'usage: transfer_nb' in r.stdout
+def exit_code(argv):
+    "`main(argv)`'s exit code, argparse's SystemExit included (in-process: the console script itself is run below)."
+    try: return main(argv)
+    except SystemExit as e: return e.code
 
 
-def test_domains_lists_every_domain():
-    r = run('domains')
-    assert r.returncode == 0
-    for name in ('syn', 'mnist', 'uci', 'mnistm'): assert f'\n{name} ' in '\n' + r.stdout
+def test_help_everywhere(capsys):
+    for args in ([], ['demo'], ['domains'], ['compare'], ['strategies']):
+        assert exit_code([*args, '--help']) == 0 and 'usage: transfer_nb' in capsys.readouterr().out
 
 
-def test_unknown_domain_is_a_usage_error():
-    r = run('demo', '--target', 'svhn')
-    assert r.returncode == 2 and "unknown domain 'svhn'; valid names: syn, mnist, uci, mnistm" in r.stderr
+def test_domains_lists_every_domain(capsys):
+    assert exit_code(['domains']) == 0
+    out = capsys.readouterr().out
+    for name in ('syn', 'mnist', 'uci', 'mnistm'): assert f'\n{name} ' in '\n' + out
 
 
-def test_bad_shots_fail_with_message():
-    r = run('demo', '--source', 'mnist', '--target', 'uci', '--shots', '500')
-    assert r.returncode == 1 and "shots=500 but target class '0' has only 124 images" in r.stderr
+def test_unknown_domain_is_a_usage_error(capsys):
+    assert exit_code(['demo', '--target', 'svhn']) == 2
+    assert "unknown domain 'svhn'; valid names: syn, mnist, uci, mnistm" in capsys.readouterr().err
+
+
+def test_bad_shots_fail_with_message(capsys):
+    assert exit_code(['demo', '--source', 'mnist', '--target', 'uci', '--shots', '500']) == 1
+    assert "shots=500 but target class '0' has only 124 images" in capsys.readouterr().err
 
 
 def test_demo_end_to_end():

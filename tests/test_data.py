@@ -71,6 +71,14 @@ def test_pair_shapes_and_label_ranges(source, target):
     assert 'DomainPair' in repr(p) and 'held out' in repr(p)
 
 
+def test_no_target_test_original_in_source_training():
+    p = domain_pair("mnist", "mnistm", seed=2)
+    test_ids = set(p.tgt.ids[p.idx["test"]].tolist())
+    for k in ("source_train", "source_valid"): assert not test_ids & set(p.src.ids[p.idx[k]].tolist())
+    assert "their originals are in the target test set" in repr(p)
+    assert domain_pair("syn", "mnist").src.origin == "syn"
+
+
 def test_task_split_relabels():
     lo, hi = load_domain('mnist:0-4'), load_domain('mnist:5-9')
     assert lo.classes == list('01234') and hi.classes == list('56789')

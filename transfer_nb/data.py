@@ -6,6 +6,7 @@
 from __future__ import annotations
 import hashlib, os, random, re, difflib, warnings
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn.functional as F
 import matplotlib, matplotlib.pyplot as plt
@@ -28,9 +29,13 @@ class Domain:
     x: torch.Tensor
     y: torch.Tensor
     classes: list
+    origin: str = None # the collection the images come from (`mnistm`'s come from `mnist`); the name by default
+    ids: torch.Tensor = None # each image's index in `origin`; 0..N-1 by default
 
     def __post_init__(self):
         x, y, n = self.x, self.y, len(self.classes)
+        if self.origin is None: self.origin = self.name
+        if self.ids is None: self.ids = torch.arange(len(x))
         if not (torch.is_tensor(x) and x.ndim == 4 and x.is_floating_point()):
             raise ValueError(f"Domain {self.name!r}: x must be a float tensor N×C×H×W, got {getattr(x, 'dtype', type(x))} {tuple(getattr(x, 'shape', ()))}")
         if not (torch.is_tensor(y) and y.ndim == 1 and y.dtype == torch.long and len(y) == len(x)):
@@ -46,7 +51,7 @@ class Domain:
     def subset(self, idx, name:str=None) -> Domain:
         "The images at `idx`, same classes."
         idx = torch.as_tensor(idx, dtype=torch.long)
-        return Domain(name or self.name, self.x[idx], self.y[idx], list(self.classes))
+        return Domain(name or self.name, self.x[idx], self.y[idx], list(self.classes), self.origin, self.ids[idx])
 
     def __repr__(self):
         c, cs = self.counts, ', '.join(map(str, self.classes[:10])) + (', …' if len(self.classes) > 10 else '')
@@ -202,7 +207,7 @@ def load_mnistm(seed:int=0) -> Domain:
         p = photos[k]
         t, l = (torch.randint(s - 28, (1,), generator=g).item() for s in p.shape[1:])
         crops[i] = p[:, t:t+28, l:l+28]
-    return Domain('mnistm', (crops - m.x).abs(), m.y, m.classes)
+    return Domain('mnistm', (crops - m.x).abs(), m.y, m.classes, origin='mnist', ids=m.ids)
 
 # %% ../nbs/01_data.ipynb #9f40a859
 DOMAINS = dict(syn=load_syn, mnist=load_mnist, uci=load_uci, mnistm=load_mnistm)
@@ -219,6 +224,9 @@ def _parse_classes(spec:str, classes:list, name:str) -> list:
     if len(set(picked)) < 2: raise ValueError(f"{name!r} selects {len(set(picked))} class: a domain needs at least 2")
     return list(dict.fromkeys(picked))
 
+@lru_cache(maxsize=None)
+def _load_base(name:str, seed:int) -> Domain: return DOMAINS[name](seed=seed)
+
 def load_domain(name:str, # a key of `DOMAINS`, optionally with a class selection: 'mnist:5-9'
                 seed:int=0) -> Domain: # seed of the random domains (`syn`, `mnistm`)
     "The domain called `name`, as a `Domain` of N×C×28×28 images in [0, 1]."
@@ -228,12 +236,12 @@ def load_domain(name:str, # a key of `DOMAINS`, optionally with a class selectio
         close = difflib.get_close_matches(base, DOMAINS, n=2)
         raise ValueError(f"unknown domain {base!r}" + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else '')
                          + f"; valid names: {', '.join(DOMAINS)}")
-    d = DOMAINS[base](seed=seed)
-    if not spec: return d
+    d = _load_base(base, seed)
+    if not spec: return Domain(d.name, d.x, d.y, list(d.classes), d.origin, d.ids)
     keep = _parse_classes(spec, d.classes, name)
     mask = torch.isin(d.y, torch.tensor(keep))
     remap = torch.full((len(d.classes),), -1, dtype=torch.long); remap[keep] = torch.arange(len(keep))
-    return Domain(name, d.x[mask], remap[d.y[mask]], [d.classes[i] for i in keep])
+    return Domain(name, d.x[mask], remap[d.y[mask]], [d.classes[i] for i in keep], d.origin, d.ids[mask])
 
 # %% ../nbs/01_data.ipynb #3250f67f
 def show_domains(domains:list, # `Domain`s or names
@@ -266,7 +274,7 @@ def convert_domain(d:Domain, channels:int=None, size:tuple=None) -> Domain:
     if size is not None:
         size = (size, size) if isinstance(size, int) else tuple(size)
         if size != tuple(x.shape[2:]): x = F.interpolate(x, size=size, mode='bilinear', antialias=True, align_corners=False).clamp(0, 1)
-    return Domain(d.name, x, d.y, d.classes)
+    return Domain(d.name, x, d.y, d.classes, d.origin, d.ids)
 
 # %% ../nbs/01_data.ipynb #61b976d6
 class Tensors:
@@ -344,7 +352,7 @@ class DomainPair:
             f"DomainPair {self.src.name} → {self.tgt.name}: {classes}, images {'×'.join(map(str, self.tgt.shape))}, seed {self.seed}",
             f"  source    train {n['source_train']:>5} · valid {n['source_valid']}",
             f"  target    train {n['target_train']:>5} ({shots}) · valid {n['target_valid']} · unlabeled {n['unlabeled']} · test {n['test']} (held out)",
-            f"  converted {'; '.join(self.conversions) or 'nothing'}"])
+            f"  changes   {'; '.join(self.conversions) or 'none'}"])
 
 def domain_pair(source, # source domain: a name for `load_domain` or a `Domain`
                 target, # target domain: a name or a `Domain`
@@ -377,6 +385,12 @@ def domain_pair(source, # source domain: a name for `load_domain` or a `Domain`
 
     s_train, s_valid = _split(_stratified(src.y, np.random.default_rng([seed, 0])), (0.8, 0.2))
     t_test, t_valid, t_pool = _split(_stratified(tgt.y, np.random.default_rng([seed, 1])), (0.2, 0.1, 0.7))
+    if src.origin == tgt.origin:  # e.g. mnist → mnistm: no source image may be the original of a target test image
+        held = torch.isin(src.ids, tgt.ids[torch.from_numpy(np.concatenate(t_test)).long()]).numpy()
+        n_before = sum(map(len, s_train + s_valid))
+        s_train, s_valid = [[a[~held[a]] for a in part] for part in (s_train, s_valid)]
+        dropped = n_before - sum(map(len, s_train + s_valid))
+        if dropped: conversions.append(f"source: {dropped} images left out, their originals are in the target test set")
     if shots is not None:
         if not isinstance(shots, (int, np.integer)) or isinstance(shots, bool) or shots < 1:
             raise ValueError(f"shots must be a positive int or None, got {shots!r}")
