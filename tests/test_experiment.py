@@ -31,7 +31,9 @@ def test_cli_compare_end_to_end(tmp_path):
 
 def test_cli_lists_and_bad_names(tmp_path, capsys):
     from transfer_nb.cli import main
-    assert main(['strategies']) == 0 and all(t in capsys.readouterr().out for t in TECHNIQUES)
+    assert main(['strategies']) == 0
+    listed = capsys.readouterr().out
+    assert all(t in listed for t in TECHNIQUES)
     for args, msg in ((['--strategies', 'scratch,lora'], "unknown technique 'lora'; valid: direct"),
                       (['--source', 'svhn'], "unknown domain 'svhn'; valid names: syn, mnist, uci, mnistm"),
                       (['--shots', 'ten'], "shots must be whole numbers or 'all'")):
