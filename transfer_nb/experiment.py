@@ -13,7 +13,7 @@ from scipy.stats import kendalltau
 from .core import DigitCNN, seed_everything, fit_classifier, evaluate, n_params
 from .data import DOMAINS, domain_pair
 from .finetune import STRATEGIES, run_strategy, L2SPCallback, BSSCallback, LwFCallback
-from .adapt import METHODS, adapt_learner, adabn, target_outputs, im_score
+from .adapt import METHODS, adapt_learner, adabn, classifier_of, target_outputs, im_score
 
 # %% auto #0
 __all__ = ['TECHNIQUES', 'uses_target_labels', 'check_techniques', 'RunStore', 'compare', 'summary', 'plot_bars', 'plot_curves',
@@ -95,7 +95,7 @@ def _adapt_run(p, technique, seed, epochs, lr, width) -> dict:
     learn = adapt_learner(DigitCNN(p.tgt.shape[0], width=width), p, method, lam=0.3 if method == 'entropy' else 1., validators=())
     t0 = time.time()
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr)
-    m = learn.model.net if hasattr(learn.model, 'disc') else learn.model
+    m = classifier_of(learn.model)
     if technique == 'adabn': adabn(m, p.unlabeled)
     return dict(target_acc=evaluate(m, p.test), source_acc=evaluate(m, p.source.valid), trainable=n_params(m, trainable=True),
                 seconds=time.time() - t0, IM=im_score(target_outputs(m, p.unlabeled.dataset.ts[0][:1000])[0]))
@@ -132,8 +132,7 @@ def compare(pair, # (source, target) domain names, or 'syn,mnist'
             r['IM'] = None
         else: r = _adapt_run(p, t, seed, adapt_epochs, lr, width)
         r.pop('strategy', None)
-        rec = dict(technique=t, seed=seed, shots=k, **{n: (None if v is None else float(v)) for n, v in r.items()})
-        rec['shots'] = None if (k is None) else int(k)
+        rec = dict(technique=t, seed=seed, shots=None if k is None else int(k), **{n: (None if v is None else float(v)) for n, v in r.items()})
         if store: store.add(rec)
         rows.append(rec)
     return pd.DataFrame(rows)
