@@ -5,8 +5,9 @@ from torch import nn
 from fastai.learner import load_learner
 from transfer_nb.core import DigitCNN, seed_everything, fit_classifier, evaluate
 from transfer_nb.data import domain_pair
-from transfer_nb.adapt import (METHODS, VALIDATORS, adapt_learner, adabn, GradReverse, grl_coeff, mmd, coral, WithDiscriminator,
-                               DivergenceError, im_score, snd_score, entropy_score, target_outputs)
+from transfer_nb.adapt import (METHODS, VALIDATORS, adapt_learner, adabn, GradReverse, grl_coeff, mmd, coral, mcc_loss, WithDiscriminator,
+                               DivergenceError, im_score, snd_score, entropy_score, target_outputs, shot_learner, tent_learner, history,
+                               select, collapse_share, COLLAPSE_SHARE, FixMatch, classifier_of)
 
 
 @pytest.fixture(scope='module')
@@ -50,16 +51,21 @@ def test_adabn_changes_only_batchnorm_buffers(pair):
 @pytest.mark.parametrize('method', list(METHODS))
 def test_each_method_fits_and_round_trips(pair, method, tmp_path):
     seed_everything(0)
-    learn = adapt_learner(DigitCNN(width=4), pair, method, validators=tuple(VALIDATORS), n_val=200)
+    learn = adapt_learner(DigitCNN(width=4), pair, method, validators=tuple(VALIDATORS), n_val=200, oracle=True, labeled=method == 'fixmatch')
     with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-2)
     names = learn.recorder.metric_names
-    assert {'IM', 'SND', 'TargetEntropy'} <= set(names)
+    assert {'IM', 'SND', 'TargetEntropy', 'CollapseShare', 'oracle_target_acc'} <= set(names)
     assert all(v == v for v in learn.recorder.values[-1])  # no NaN
     learn.export(tmp_path/'a.pkl')
     back = load_learner(tmp_path/'a.pkl')
-    x = pair.test.one_batch()[0][:4].cpu()
+    x = pair.test.dataset.ts[0][:4].cpu()
     torch.testing.assert_close(back.model.eval()(x), learn.model.eval().cpu()(x))
     assert isinstance(back.model, WithDiscriminator) == (method in ('dann', 'cdan'))
+    with back.no_bar():  # an exported learner predicts, gets predictions and validates on new images (F6)
+        preds, _ = back.get_preds(dl=back.dls.test_dl(x))
+        cls, idx, probs = back.predict(x[0])
+        res = back.validate(dl=pair.test.new(device='cpu'))
+    assert preds.shape == (4, 10) and cls in pair.tgt.classes and 0 <= res[1] <= 1
 
 
 def test_discriminator_is_trained_and_in_the_optimiser(pair):
@@ -76,7 +82,7 @@ def test_target_with_other_shape_fails_before_training(pair):
     mixed = copy.copy(pair); mixed.unlabeled = colour.unlabeled
     learn = adapt_learner(DigitCNN(width=4), mixed, 'dann', validators=())
     w = copy.deepcopy(learn.model.state_dict())
-    with pytest.raises(ValueError, match="the target's images are 3×28×28 but the source's are 1×28×28"): learn.fit(1)
+    with learn.no_bar(), learn.no_logging(), pytest.raises(ValueError, match="the target images are 3×28×28 but the source's are 1×28×28"): learn.fit(1)
     assert all(torch.equal(v, learn.model.state_dict()[k]) for k, v in w.items())  # nothing trained
 
 
@@ -87,9 +93,9 @@ def test_target_labels_are_ignored(pair):
 
 
 def test_divergence_is_detected(pair):
-    with pytest.raises(DivergenceError, match="the loss became NaN or infinite"):
-        learn = adapt_learner(DigitCNN(width=4), pair, 'mmd', lam=float('inf'), validators=())
-        with learn.no_bar(), learn.no_logging(): learn.fit(1)
+    with pytest.raises(ValueError, match="lam must be a finite number ≥ 0, got inf"): adapt_learner(DigitCNN(width=4), pair, 'mmd', lam=float('inf'))
+    learn = adapt_learner(DigitCNN(width=4), pair, 'mmd', lam=1e38, validators=())
+    with learn.no_bar(), learn.no_logging(), pytest.raises(DivergenceError, match="the loss became NaN or infinite"): learn.fit(1, 1e-2)
     class Constant(nn.Module):
         def forward(self, x): return torch.zeros(len(x), 1, device=x.device)
     learn = adapt_learner(DigitCNN(width=4), pair, 'dann', validators=())
@@ -100,7 +106,7 @@ def test_divergence_is_detected(pair):
 
 def test_bad_names():
     p = domain_pair('uci', 'mnist')
-    with pytest.raises(ValueError, match="unknown method 'grl'; valid methods: source_only, dann, cdan, mmd, coral, entropy"): adapt_learner(DigitCNN(), p, 'grl')
+    with pytest.raises(ValueError, match="unknown method 'grl'; valid methods: source_only, dann, cdan, mmd, coral, entropy, mcc, fixmatch"): adapt_learner(DigitCNN(), p, 'grl')
     with pytest.raises(ValueError, match="unknown validators \\['DEV'\\]"): adapt_learner(DigitCNN(), p, 'dann', validators=('DEV',))
 
 
@@ -110,3 +116,80 @@ def test_validators_order_obvious_cases():
     torch.manual_seed(0)
     tight = torch.cat([c + 0.01 * torch.randn(10, 6) for c in torch.randn(2, 1, 6)])
     assert snd_score(None, tight) > snd_score(None, torch.randn(20, 6))
+
+
+@pytest.fixture(scope='module')
+def source_model(pair):
+    seed_everything(0)
+    return fit_classifier(pair.source, DigitCNN(width=8), 3).model
+
+
+def test_fixmatch_uses_confident_pseudo_labels_and_improves_on_the_labels_alone(pair):
+    "A short fit moves the numbers the right way: FixMatch on top of the few labels beats the labels alone on the target."
+    p = domain_pair('uci', 'mnist', shots=5, bs=32)
+    res = {}
+    for method in ('source_only', 'fixmatch'):
+        seed_everything(0); p.reseed(0)
+        learn = adapt_learner(DigitCNN(width=8), p, method, labeled=True, validators=(), tau=0.8) if method == 'fixmatch' else \
+                adapt_learner(DigitCNN(width=8), p, method, labeled=True, validators=())
+        with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(4, 3e-3)
+        res[method] = evaluate(classifier_of(learn.model), p.test)
+        if method == 'fixmatch': assert 0 <= learn.cbs.filter(lambda c: isinstance(c, FixMatch))[0].mask_rate.item() <= 1
+    assert res['fixmatch'] > res['source_only'], res
+
+
+def test_shot_adapts_without_source_data_and_keeps_the_head(pair, source_model):
+    seed_everything(0)
+    learn = shot_learner(source_model, pair.unlabeled, test=pair.test)
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(2, 1e-3)
+    assert evaluate(learn.model, pair.test) > evaluate(source_model, pair.test)
+    assert torch.equal(learn.model.head.weight, source_model.head.weight)
+    with pytest.raises(ValueError, match="source-free and must not see source data"): shot_learner(source_model, pair)
+    with pytest.raises(ValueError, match="the target holds no images"): shot_learner(source_model, torch.zeros(0, 1, 28, 28))
+    assert {'IM', 'oracle_target_acc'} <= set(history(learn).columns)
+
+
+def test_tent_predicts_each_batch_before_adapting_and_beats_the_unadapted_model(pair, source_model):
+    seed_everything(0)
+    learn = tent_learner(source_model, pair.test)
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+    assert len(torch.cat(learn.tent.preds)) == len(pair.test.dataset)
+    assert learn.tent.online_accuracy > evaluate(source_model, pair.test)
+    # the first batch's predictions are those of the unadapted network with batch statistics: made before any update
+    net = copy.deepcopy(source_model)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d): m.track_running_stats, m.running_mean, m.running_var = False, None, None
+    first = net.train()(pair.test.dataset.ts[0][:64]).argmax(1)
+    assert torch.equal(learn.tent.preds[0], first)
+    learn.tent.reset(); assert torch.equal(learn.model.head.weight, source_model.head.weight)
+    with pytest.raises(ValueError, match="has no BatchNorm layer: TENT adapts"): tent_learner(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), pair.test)
+
+
+def test_mcc_and_fixmatch_arguments():
+    confident, confused = torch.eye(4)[[0, 1, 2, 3] * 8] * 10, torch.randn(32, 4) * 0.1
+    assert mcc_loss(confident) < mcc_loss(confused)
+    p = domain_pair('uci', 'mnist', shots=2)
+    for tau in (0, 1.5, float('nan')):
+        with pytest.raises(ValueError, match="tau must be a finite number in \\(0, 1\\]"): adapt_learner(DigitCNN(width=4), p, 'fixmatch', tau=tau)
+    learn = adapt_learner(DigitCNN(width=4), p, 'dann', mcc=1., validators=())
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+
+
+def test_collapse_is_detected(pair):
+    dead = DigitCNN(width=4)
+    with torch.no_grad(): dead.head.bias.copy_(torch.tensor([50.] + [0.] * 9))
+    p, _ = target_outputs(dead, pair.pool_sample())
+    assert collapse_share(p) == 1. >= COLLAPSE_SHARE
+    learn = adapt_learner(DigitCNN(width=4), pair, 'source_only', validators=('IM',))
+    with torch.no_grad(): learn.model.head.bias.copy_(torch.tensor([50.] + [0.] * 9))
+    with learn.no_bar(): res = learn.validate()
+    assert res[-1] == 1.  # the CollapseShare column says so
+
+
+def test_select_picks_by_the_validator_and_reports_regret():
+    import pandas as pd
+    h = pd.DataFrame(dict(method=['a'] * 3 + ['b'] * 3, seed=0, epoch=[0, 1, 2] * 2, IM=[0.1, 0.5, 0.3, 0.2, 0.1, 0.9],
+                          oracle_target_acc=[0.2, 0.4, 0.6, 0.5, 0.7, 0.3]))
+    s = select(pd.concat([h[:3], h[3:]]), 'IM').set_index('method')  # concatenated runs repeat index labels
+    assert s.loc['a', 'epoch'] == 1 and s.loc['a', 'regret'] == pytest.approx(0.2) and s.loc['b', 'regret'] == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="no column 'SNDX' to select by"): select(h, 'SNDX')

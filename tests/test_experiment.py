@@ -1,16 +1,17 @@
-"`compare` persistence and the `transfer_nb compare` command: files written, resume after a kill, damaged records, other configs."
+"`compare`, its records and reports, and the `transfer_nb compare` command: files written, resume after a kill, damaged records, other configurations."
 import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import pandas as pd, pytest, torch
-from transfer_nb.experiment import compare, RunStore, summary, logme, leep, hscore, check_techniques, TECHNIQUES
+from transfer_nb.data import domain_pair
+from transfer_nb.experiment import (compare, RunStore, summary, gap_table, validator_table, write_report, logme, leep, hscore, check_techniques,
+                                    TECHNIQUES, selected)
 
 EXE = Path(sys.executable).parent/'transfer_nb'
-TINY = ['--source', 'uci', '--target', 'mnist', '--seeds', '1', '--epochs', '1', '--source-epochs', '1', '--adapt-epochs', '1', '--width', '4']
+TINY = ['--source', 'uci', '--target', 'mnist', '--seeds', '1', '--steps', '5', '--source-steps', '20', '--width', '4']
+KW = dict(seeds=(0,), steps=5, source_steps=20, width=4)
 
 
 def run(*args, timeout=600): return subprocess.run([str(EXE), *args], capture_output=True, text=True, timeout=timeout)
-
-
 def records(out): return [json.loads(l) for l in (Path(out)/'runs.jsonl').read_text().splitlines()]
 
 
@@ -18,43 +19,31 @@ def test_cli_compare_end_to_end(tmp_path):
     out = tmp_path/'report'
     r = run('compare', *TINY, '--strategies', 'scratch,fine_tune,dann', '--shots', '2,5', '--out', str(out))
     assert r.returncode == 0, r.stderr
-    assert {f.name for f in out.iterdir()} == {'report.md', 'runs.csv', 'runs.jsonl', 'config.json', 'bars.png', 'curves.png'}
+    assert {f.name for f in out.iterdir() if not f.name.startswith('.')} == {'report.md', 'runs.csv', 'runs.jsonl', 'config.json', 'bars.png', 'curves.png'}
     recs = records(out)
-    assert len(recs) == 5 and {(x['technique'], x['shots']) for x in recs} == {('scratch', 2), ('scratch', 5), ('fine_tune', 2), ('fine_tune', 5), ('dann', 0)}
-    assert all(0 <= x['target_acc'] <= 1 for x in recs)
+    assert {(x['technique'], x['shots']) for x in recs} == {('scratch', 2), ('scratch', 5), ('fine_tune', 2), ('fine_tune', 5), ('dann', None)}
+    assert all(0 <= x['target_acc'] <= 1 and x['status'] == 'ok' for x in recs)
     assert len(pd.read_csv(out/'runs.csv')) == 5
     md = (out/'report.md').read_text()
-    assert md.startswith('# uci → mnist') and '| technique | shots |' in md and '![learning curves](curves.png)' in md
-    assert 'report:' in r.stdout and 'fine_tune' in r.stdout  # results on stdout, progress on stderr
-    assert 'comparing' in r.stderr
-
-
-def test_cli_lists_and_bad_names(tmp_path, capsys):
-    from transfer_nb.cli import main
-    assert main(['strategies']) == 0
-    listed = capsys.readouterr().out
-    assert all(t in listed for t in TECHNIQUES)
-    for args, msg in ((['--strategies', 'scratch,lora'], "unknown technique 'lora'; valid: direct"),
-                      (['--source', 'svhn'], "unknown domain 'svhn'; valid names: syn, mnist, uci, mnistm"),
-                      (['--shots', 'ten'], "shots must be whole numbers or 'all'")):
-        with pytest.raises(SystemExit) as e: main(['compare', *args, '--out', str(tmp_path/'x')])
-        assert e.value.code == 2 and msg in capsys.readouterr().err
-    assert not (tmp_path/'x').exists()  # nothing written for a usage error
+    assert md.startswith('# uci → mnist') and '| technique | uses | shots |' in md and '![learning curves](curves.png)' in md
+    assert 'Reproduce with `transfer_nb compare --source uci --target mnist' in md and 'data fingerprints' in md
+    assert 'report:' in r.stdout and 'fine_tune' in r.stdout and 'comparing' in r.stderr  # results on stdout, progress on stderr
+    assert 'Warning' not in r.stderr  # no third-party warnings on every run
 
 
 def test_cli_refuses_other_configuration(tmp_path):
     out = str(tmp_path/'r')
     assert run('compare', *TINY, '--strategies', 'scratch', '--shots', '2', '--out', out).returncode == 0
     r = run('compare', *TINY[:-2], '--width', '8', '--strategies', 'scratch', '--shots', '2', '--out', out)
-    assert r.returncode == 1 and 'holds results of a different configuration' in r.stderr and 'width: 4 there, 8 now' in r.stderr
+    assert r.returncode == 1 and 'holds results of a different configuration' in r.stderr and 'DigitCNN(width=4)' in r.stderr and 'Traceback' not in r.stderr
     assert len(records(out)) == 1  # nothing lost
     r = run('compare', *TINY[:-2], '--width', '8', '--strategies', 'scratch', '--shots', '2', '--out', out, '--overwrite')
-    assert r.returncode == 0 and len(records(out)) == 1 and json.loads((Path(out)/'config.json').read_text())['width'] == 8
+    assert r.returncode == 0 and len(records(out)) == 1 and 'width=8' in json.loads((Path(out)/'config.json').read_text())['model']
 
 
 def test_killed_sweep_resumes_without_duplicates_or_losses(tmp_path):
     out = tmp_path/'sweep'
-    args = ['compare', *TINY[:4], '--seeds', '2', '--epochs', '2', '--source-epochs', '1', '--width', '4',
+    args = ['compare', *TINY[:4], '--seeds', '2', '--steps', '10', '--source-steps', '20', '--width', '4',
             '--strategies', 'scratch,full,fine_tune,linear_probe', '--shots', '1,2,3', '--out', str(out)]
     p = subprocess.Popen([str(EXE), *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -73,23 +62,70 @@ def test_killed_sweep_resumes_without_duplicates_or_losses(tmp_path):
 
 
 def test_damaged_last_record_is_redone(tmp_path):
-    kw = dict(techniques=['scratch'], seeds=(0,), shots=(2, 3), epochs=1, source_epochs=1, width=4, out=tmp_path)
+    kw = dict(techniques=['scratch'], shots=(2, 3), out=tmp_path, **KW)
     compare(('uci', 'mnist'), **kw)
     lines = (tmp_path/'runs.jsonl').read_text().splitlines()
     (tmp_path/'runs.jsonl').write_text(lines[0] + '\n' + lines[1][:15])  # killed mid-write
-    with pytest.warns(UserWarning, match='dropped an unfinished last record'):
-        df = compare(('uci', 'mnist'), **kw)
+    with pytest.warns(UserWarning, match='dropped an unfinished last record'): df = compare(('uci', 'mnist'), **kw)
     assert len(df) == 2 and len(records(tmp_path)) == 2 and records(tmp_path)[0] == json.loads(lines[0])
     (tmp_path/'runs.jsonl').write_text('not json\n' + '\n'.join(lines) + '\n')
-    with pytest.raises(ValueError, match='line 1 is not a valid record'): RunStore(tmp_path, json.loads((tmp_path/'config.json').read_text()))
+    with pytest.raises(ValueError, match='line 1 is not a valid record'): compare(('uci', 'mnist'), **kw)
 
 
-def test_summary_flags_negative_transfer():
-    rows = [dict(technique='scratch', seed=s, shots=10, target_acc=a, source_acc=0.1, trainable=1, seconds=1.) for s, a in enumerate((0.50, 0.52, 0.48))]
-    rows += [dict(technique='bad', seed=s, shots=10, target_acc=a, source_acc=0.9, trainable=1, seconds=1.) for s, a in enumerate((0.30, 0.32, 0.31))]
-    rows += [dict(technique='noisy', seed=s, shots=10, target_acc=a, source_acc=0.9, trainable=1, seconds=1.) for s, a in enumerate((0.30, 0.60, 0.45))]
-    s = summary(pd.DataFrame(rows)).set_index('technique')
-    assert s.loc['bad', 'worse_than_scratch'] and not s.loc['noisy', 'worse_than_scratch'] and not s.loc['scratch', 'worse_than_scratch']
+def test_compare_on_a_target_only_folder_with_a_pretrained_backbone(tmp_path):
+    from PIL import Image
+    import numpy as np
+    from transfer_nb.data import load_domain, folder_pair
+    d = load_domain('mnist:1,7')
+    for c, name in enumerate(d.classes):
+        (tmp_path/'imgs'/name).mkdir(parents=True)
+        for i in torch.where(d.y == c)[0][:30].tolist(): Image.fromarray((d.x[i, 0].numpy() * 255).astype(np.uint8)).convert('RGB').save(tmp_path/'imgs'/name/f'{i}.png')
+    pair = folder_pair(None, tmp_path/'imgs', size=32, augment='photos')
+    df = compare(pair, ['linear_probe', 'fine_tune'], seeds=(0,), shots=(3,), model='efficientnet-lite0', steps=3)
+    assert set(df.status) == {'ok'} and df.source_acc.isna().all()
+    assert df.attrs['config']['model'] == 'pretrained efficientnet-lite0' and df.attrs['config']['fingerprints']['source'] is None
+    with pytest.raises(ValueError, match="dann train on source data, and this pair is target-only"): compare(pair, ['dann'], model='efficientnet-lite0')
+    with pytest.raises(ValueError, match="a target-only pair has no source data to train a source model on"): compare(pair, ['full'])
+
+
+def test_summary_gap_and_validator_tables_from_records(tmp_path):
+    df = compare(('uci', 'mnist'), ['direct', 'scratch', 'dann', 'mmd', 'source_only'], shots=('all',), **{**KW, 'source_steps': 100, 'width': 8})
+    s = summary(df).set_index('technique')
+    assert s.loc['dann', 'uses'] == 'unlabeled' and s.loc['dann', 'shots'] == 'none (unlabeled)' and s.loc['scratch', 'shots'] == 'all'
+    g = gap_table(df).set_index('technique')
+    assert g.loc['direct', 'gap closed (%)'] == 0 and g.loc['scratch', 'gap closed (%)'] == 100
+    v = validator_table(df)
+    assert set(v.validator) == {'IM', 'SND', 'TargetEntropy', 'source accuracy (source risk)'} and (v.regret >= 0).all() and (v.runs == 3).all()
+
+
+def test_grid_runs_each_point_and_summary_picks_by_the_validator(tmp_path):
+    df = compare(('uci', 'mnist'), ['dann'], grid={'lam': [0.1, 1.]}, **KW)
+    assert len(df) == 2 and set(df.lam) == {0.1, 1.}
+    sel = selected(df)
+    assert len(sel) == 1 and sel.iloc[0].chosen_score == df.chosen_score.max()
+    assert sel.iloc[0].oracle_best == df.oracle_best.max() and sel.iloc[0].regret >= 0
+    with pytest.raises(ValueError, match="grid takes 'lam' and 'lr'"): compare(('uci', 'mnist'), ['dann'], grid={'beta': [1]}, **KW)
+
+
+def test_failed_run_is_recorded_and_the_sweep_goes_on(monkeypatch, tmp_path):
+    from transfer_nb import experiment
+    real = experiment.run_strategy
+    def boom(source, pair, strategy, *a, **k):
+        if strategy == 'full': raise RuntimeError('disk on fire')
+        return real(source, pair, strategy, *a, **k)
+    monkeypatch.setattr(experiment, 'run_strategy', boom)
+    df = compare(('uci', 'mnist'), ['full', 'scratch'], shots=(2,), out=tmp_path, **KW)
+    st = df.set_index('technique').status
+    assert st['full'] == 'failed' and st['scratch'] == 'ok' and 'RuntimeError: disk on fire' in df.set_index('technique').error['full']
+    s = summary(df).set_index('technique')
+    assert s.loc['full', 'failed'] == 1 and s.loc['full', 'seeds'] == 0
+    assert 'full, seed 0: RuntimeError: disk on fire' in write_report(df, tmp_path).read_text()
+
+
+def test_check_techniques():
+    assert check_techniques('scratch, dann+mcc,shared_specific:2') == ['scratch', 'dann+mcc', 'shared_specific:2']
+    with pytest.raises(ValueError, match="unknown technique 'lora'"): check_techniques('lora')
+    with pytest.raises(ValueError, match="named twice"): check_techniques('full,full')
 
 
 def test_transferability_scores_prefer_informative_features():

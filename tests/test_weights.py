@@ -64,7 +64,7 @@ def test_new_head_is_reported_and_left_fresh(src):
     d = DigitCNN(width=8, n_out=5)
     fresh = d.head.weight.clone()
     rep = transfer_weights(src, d).to_df().set_index('target')
-    assert rep.loc['head.weight', 'status'] == 'new' and 'new head: 10 → 5' in rep.loc['head.weight', 'note']
+    assert rep.loc['head.weight', 'status'] == 'new' and 'new head: the source has 10 outputs, the target 5' == rep.loc['head.weight', 'note']
     assert torch.equal(d.head.weight, fresh)
 
 
@@ -194,3 +194,48 @@ def test_weights_files_round_trip(tmp_path, src):
     from safetensors.torch import save_file
     save_file(src.state_dict(), str(tmp_path/'w.safetensors'))
     assert torch.equal(load_weights(tmp_path/'w.safetensors')['body.0.0.weight'], src.body[0][0].weight)
+
+
+class ExampleNet(nn.Module):
+    "The layout of PyTorch's MNIST example: conv features with biases, then an MLP classifier."
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten())
+        self.classifier = nn.Sequential(nn.Linear(9216, 128), nn.ReLU(), nn.Linear(128, 10))
+    def forward(self, x): return self.classifier(self.features(x))
+
+
+def test_report_says_how_each_tensor_matched_and_what_went_unused():
+    "A head matched by shape alone is flagged, unused source tensors are listed, dropped biases noted, new rows explained."
+    rep = transfer_weights(ExampleNet(), DigitCNN())
+    df = rep.to_df().set_index('target')
+    assert df.loc['head.weight', 'how'] == 'shape' and df.loc['head.weight', 'source'] == 'classifier.2.weight'
+    assert 'head.weight' in {r['target'] for r in rep.shape_only} and 'shape-only' in repr(rep)
+    assert {u['source'] for u in rep.unused} == {'features.0.bias', 'features.2.bias', 'classifier.0.weight', 'classifier.0.bias'}
+    assert rep.unused_frac > 0.95 and 'unused' in repr(rep)
+    assert "the source's features.0.bias was dropped: the target layer has no bias" in df.loc['body.0.0.weight', 'note']
+    assert all(df[df.status == 'new'].note.str.len() > 0)  # every new row gives a reason
+    assert df.loc['body.1.1.running_mean', 'note'] == 'the source has no tensor named *.running_mean'
+
+
+def test_prefixes_of_wrappers_and_ddp_checkpoints_are_aligned(tmp_path):
+    from transfer_nb.core import Normalized
+    src = DigitCNN(width=8)
+    rep = transfer_weights(Normalized(src, [0.5], [0.2]), DigitCNN(width=8))
+    assert rep.prefix == ('net.', '') and rep.frac == 1.
+    torch.save({'module.' + k: v for k, v in src.state_dict().items()}, tmp_path/'ddp.pt')
+    dst = DigitCNN(width=8)
+    assert transfer_weights(load_weights(tmp_path/'ddp.pt'), dst).frac == 1. and torch.equal(dst.head.weight, src.head.weight)
+
+
+def test_load_weights_explains_damaged_files_and_takes_any_suffix_case(tmp_path):
+    "Truncated and empty files get a message, not OSError/EOFError; .SAFETENSORS is safetensors (F12)."
+    from safetensors.torch import save_file
+    sd = DigitCNN(width=4).state_dict()
+    torch.save(sd, tmp_path/'ok.pt'); save_file(sd, str(tmp_path/'ok.safetensors'))
+    (tmp_path/'cut.pt').write_bytes((tmp_path/'ok.pt').read_bytes()[:500])
+    (tmp_path/'empty.pt').write_bytes(b'')
+    (tmp_path/'MODEL.SAFETENSORS').write_bytes((tmp_path/'ok.safetensors').read_bytes())
+    with pytest.raises(ValueError, match="is not a readable PyTorch checkpoint \\(truncated or damaged\\?\\)"): load_weights(tmp_path/'cut.pt')
+    with pytest.raises(ValueError, match="is empty \\(0 bytes\\)"): load_weights(tmp_path/'empty.pt')
+    assert torch.equal(load_weights(tmp_path/'MODEL.SAFETENSORS')['head.weight'], sd['head.weight'])

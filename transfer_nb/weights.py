@@ -4,51 +4,41 @@
 
 # %% ../nbs/02_weights.ipynb #c6409aa4
 from __future__ import annotations
-import copy, difflib, math, pickle, warnings
-from dataclasses import dataclass
+import copy, difflib, math, pickle, warnings, zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn.functional as F
-import matplotlib.pyplot as plt
 from torch import nn
+from .core import evaluate, classifier_learner, check_arg, get_module, set_module, ModuleNotFound, find_head
+import matplotlib.pyplot as plt
 from fastai.callback.core import Callback
-from .core import evaluate, classifier_learner
 
 # %% auto #0
-__all__ = ['ModuleNotFound', 'get_module', 'set_module', 'TransferReport', 'transfer_weights', 'share_parameters',
-           'weight_transfer', 'interpolate_weights', 'alpha_sweep', 'plot_alpha_sweep', 'net2wider', 'net2deeper',
-           'DistillCallback', 'load_weights', 'finetune_accuracy']
-
-# %% ../nbs/02_weights.ipynb #552f0973
-class ModuleNotFound(KeyError):
-    "A module name that is not in the network (a `KeyError` whose message reads plainly)."
-    def __str__(self): return str(self.args[0])
-
-def get_module(model:nn.Module, name:str) -> nn.Module:
-    "The sub-module of `model` called `name` ('' is `model` itself), or an error naming close matches."
-    mods = dict(model.named_modules())
-    if name not in mods:
-        close = difflib.get_close_matches(name, [n for n in mods if n], n=3, cutoff=0.5)
-        raise ModuleNotFound(f"{type(model).__name__} has no module {name!r}" + (f"; close matches: {', '.join(map(repr, close))}" if close else ''))
-    return mods[name]
-
-def set_module(model:nn.Module, name:str, new:nn.Module):
-    "Replace the sub-module of `model` called `name` by `new`."
-    parent, _, child = name.rpartition('.')
-    setattr(get_module(model, parent), child, new)
+__all__ = ['TransferReport', 'transfer_weights', 'share_parameters', 'weight_transfer', 'interpolate_weights', 'alpha_sweep',
+           'plot_alpha_sweep', 'net2wider', 'net2deeper', 'DistillCallback', 'load_weights', 'finetune_accuracy']
 
 # %% ../nbs/02_weights.ipynb #2374d4b7
 _STATUSES = ('copied', 'adapted', 'new', 'mismatch')
+_HOW = {'name': 'by name', 'shape': 'by shape and order only', 'layer_map': 'by the layer map'}
 
 @dataclass(repr=False)
 class TransferReport:
-    "What `transfer_weights` did to each target tensor: `copied`, `adapted`, `new` or `mismatch`."
-    rows: list
+    "What `transfer_weights` did to each target tensor, and which source tensors it left unused."
+    rows: list # one dict per target tensor: target, kind, shape, numel, status, source, how, note
+    unused: list = field(default_factory=list) # one dict per source tensor nothing was taken from: source, kind, shape, numel
+    source_params: int = 0 # the number of parameters in the source
+    prefix: tuple = ('', '') # (source prefix, target prefix) aligned for matching by name
 
     def to_df(self) -> pd.DataFrame:
-        "One row per target tensor: name, kind, shape, numel, status, source tensor and a note."
-        return pd.DataFrame(self.rows, columns=['target', 'kind', 'shape', 'numel', 'status', 'source', 'note'])
+        "One row per target tensor: name, kind, shape, numel, status, source tensor, how it was matched, and a note."
+        return pd.DataFrame(self.rows, columns=['target', 'kind', 'shape', 'numel', 'status', 'source', 'how', 'note'])
 
-    def numel(self, status=('copied', 'adapted'), kind='param') -> int:
+    def unused_df(self) -> pd.DataFrame:
+        "One row per source tensor nothing was taken from."
+        return pd.DataFrame(self.unused, columns=['source', 'kind', 'shape', 'numel'])
+
+    def numel(self, status=('copied', 'adapted'), # the statuses to count
+              kind='param') -> int: # 'param' or 'buffer'
         "Target elements of `kind` with a status in `status`."
         status = (status,) if isinstance(status, str) else status
         return sum(r['numel'] for r in self.rows if r['status'] in status and r['kind'] == kind)
@@ -59,15 +49,36 @@ class TransferReport:
         total = self.numel(_STATUSES)
         return self.numel() / total if total else 0.
 
-    def __repr__(self):
+    @property
+    def unused_frac(self) -> float:
+        "Share of the source's parameters (by count) that nothing was taken from."
+        return sum(u['numel'] for u in self.unused if u['kind'] == 'param') / self.source_params if self.source_params else 0.
+
+    @property
+    def shape_only(self) -> list:
+        "The rows matched by shape and order alone (check that their layers mean the same)."
+        return [r for r in self.rows if r['how'] == 'shape' and r['status'] in ('copied', 'adapted')]
+
+    def __repr__(self, max_rows:int=8):
         n = {s: sum(r['status'] == s for r in self.rows) for s in _STATUSES}
+        shape = lambda r: '×'.join(map(str, r['shape'])) or 'scalar'
         lines = [f"TransferReport: {self.frac:.1%} of the target's {self.numel(_STATUSES):,} parameters come from the source "
                  f"({n['copied']} tensors copied, {n['adapted']} adapted, {n['new']} new, {n['mismatch']} mismatched)"]
-        shown = [r for r in self.rows if r['status'] != 'copied']
-        if n['copied']: lines.append(f"  copied    {n['copied']} tensors (to_df() lists them)")
-        for r in shown:
+        if self.prefix != ('', ''): lines.append(f"  names     matched after aligning the prefixes {self.prefix[0]!r} (source) and {self.prefix[1]!r} (target)")
+        hows = pd.Series([r['how'] for r in self.rows if r['status'] == 'copied']).value_counts()
+        if n['copied']: lines.append(f"  copied    {n['copied']} tensors ({', '.join(f'{v} {_HOW[k]}' for k, v in hows.items())}; to_df() lists them)")
+        shown = [r for r in self.rows if r['status'] != 'copied' or r['note']]
+        for r in shown[:max_rows]:
             src = f" ← {r['source']}" if r['source'] else ''
-            lines.append(f"  {r['status']:9} {r['target']} {'×'.join(map(str, r['shape'])) or 'scalar'}{src}" + (f"  ({r['note']})" if r['note'] else ''))
+            lines.append(f"  {r['status']:9} {r['target']} {shape(r)}{src}" + (f"  ({r['note']})" if r['note'] else ''))
+        if len(shown) > max_rows: lines.append(f"  …         {len(shown) - max_rows} more rows (to_df() lists every tensor)")
+        if self.shape_only:
+            lines.append(f"  shape-only {len(self.shape_only)} tensors matched by shape and order alone, check that their layers mean the same: "
+                         + ', '.join(f"{r['target']} ← {r['source']}" for r in self.shape_only[:4]) + (' …' if len(self.shape_only) > 4 else ''))
+        if self.unused:
+            names = [u['source'] for u in self.unused]
+            lines.append(f"  unused    {len(names)} source tensors, {self.unused_frac:.1%} of the source's parameters: "
+                         + ', '.join(names[:6]) + (f" … (unused_df() lists them)" if len(names) > 6 else ''))
         return '\n'.join(lines)
 
 # %% ../nbs/02_weights.ipynb #3766277b
@@ -92,6 +103,21 @@ def _pair_by_shape(src:nn.Module, dst:nn.Module, s_sd:dict, d_sd:dict, taken_s:s
                 used.add(i); pairs.update({k: sl[l] for k, l in dkeys}); break
     return pairs
 
+def _prefixes(keys, depth:int=2) -> set:
+    return {''} | {'.'.join(k.split('.')[:i]) + '.' for k in keys for i in range(1, depth + 1) if k.count('.') >= i}
+
+def _align_names(s_keys, d_keys) -> tuple:
+    "(source prefix, target prefix) under which the most target names have a source namesake ('', '' on a tie)."
+    s_set, best = set(s_keys), ('', '')
+    best_n = sum(k in s_set for k in d_keys)
+    if best_n >= 0.9 * len(d_keys): return best
+    p1s, p1d = _prefixes(s_keys, 1), _prefixes(d_keys, 1)  # strip a prefix on one side, or swap the first component
+    for ps, pd_ in [(ps, '') for ps in _prefixes(s_keys)] + [('', pd_) for pd_ in _prefixes(d_keys)] + [(a, b) for a in p1s for b in p1d]:
+        if (ps, pd_) == ('', ''): continue
+        n = sum(1 for k in d_keys if k.startswith(pd_) and ps + k[len(pd_):] in s_set)
+        if n > best_n: best, best_n = (ps, pd_), n
+    return best
+
 def _adapt(w_s:torch.Tensor, w_d:torch.Tensor, is_head:bool, slice_smaller:bool):
     "Source tensor `w_s` reshaped to the target's shape, with a note; or (None, reason)."
     ss, sd = tuple(w_s.shape), tuple(w_d.shape)
@@ -102,11 +128,22 @@ def _adapt(w_s:torch.Tensor, w_d:torch.Tensor, is_head:bool, slice_smaller:bool)
             return w_s[:, idx] / torch.bincount(idx, minlength=cs)[idx].view(1, -1, 1, 1), f"input channels {cs}→{cd}: repeated, each copy scaled by 1/copies"
         fold = torch.zeros(ss[0], cd, *ss[2:], dtype=w_s.dtype)  # source channel c adds into target channel c mod cd
         return fold.index_add_(1, torch.arange(cs) % cd, w_s), f"input channels {cs}→{cd}: summed"
-    if is_head and w_s.ndim == w_d.ndim and ss[1:] == sd[1:]: return None, f"new head: {ss[0]} → {sd[0]} outputs"
+    if is_head and w_s.ndim == w_d.ndim and ss[1:] == sd[1:]: return None, f"new head: the source has {ss[0]} outputs, the target {sd[0]}"
     if slice_smaller and w_s.ndim == w_d.ndim and all(a >= b for a, b in zip(ss, sd)):
         idx = tuple(slice(0, b) if i < 2 else slice((a - b) // 2, (a - b) // 2 + b) for i, (a, b) in enumerate(zip(ss, sd)))
         return w_s[idx], f"sliced from {'×'.join(map(str, ss))}"
     return None, f"shape {'×'.join(map(str, sd))} vs source {'×'.join(map(str, ss))}"
+
+def _why_new(k:str, w_d, s_sd:dict, used:set, layer_map) -> str:
+    "Why target tensor `k` got nothing: the source tensor closest by name, and why it could not move."
+    if layer_map and not any(k.startswith(dp + '.') for dp in layer_map.values()): return "outside the layer map"
+    leaf = k.rpartition('.')[2]
+    same = [n for n in s_sd if n.rpartition('.')[2] == leaf]
+    if not same: return f"the source has no tensor named *.{leaf}" if '.' in k else "the source has no tensor of this name"
+    c = difflib.get_close_matches(k, same, n=1, cutoff=0.)[0]
+    why = ('already used for another target tensor' if c in used else
+           f"its shape is {'×'.join(map(str, s_sd[c].shape)) or 'scalar'}" if s_sd[c].shape != w_d.shape else 'its name differs and no match by shape paired them')
+    return f"nothing corresponds; closest by name: {c} ({why})"
 
 # %% ../nbs/02_weights.ipynb #e804b88a
 def transfer_weights(src, # source `nn.Module`, or a state dict
@@ -115,42 +152,62 @@ def transfer_weights(src, # source `nn.Module`, or a state dict
                      layer_map:dict=None, # {source prefix: target prefix}: transfer only these levels
                      slice_smaller:bool=False, # initialise smaller target tensors from a slice of the source's
                      warn:bool=True) -> TransferReport: # warn when nothing transfers or tensors mismatch
-    "Copy `src`'s parameters and buffers into `dst` where they correspond; report every target tensor."
+    "Copy `src`'s parameters and buffers into `dst` where they correspond; report every target and every unused source tensor."
     if match not in ('auto', 'name', 'shape'): raise ValueError(f"match must be 'auto', 'name' or 'shape', got {match!r}")
     s_mod = src if isinstance(src, nn.Module) else None
+    if s_mod is None and not (isinstance(src, dict) and all(torch.is_tensor(v) for v in src.values())):
+        raise TypeError(f"src must be an nn.Module or a state dict of tensors, got {type(src).__name__}")
     s_sd = src.state_dict() if s_mod is not None else dict(src)
+    s_params = {n for n, _ in s_mod.named_parameters()} if s_mod is not None else set(s_sd)
     d_sd, d_params = dst.state_dict(), {n for n, _ in dst.named_parameters()}
-    pairs = {}
+    pairs, how, prefix = {}, {}, ('', '')
     if layer_map:
         for sp, dp in layer_map.items():
             if s_mod is not None: get_module(s_mod, sp)
             elif not any(k.startswith(sp + '.') for k in s_sd): raise KeyError(f"the source state dict has no tensors under {sp!r}")
             get_module(dst, dp)
             for k in d_sd:
-                if k.startswith(dp + '.') and (sp + k[len(dp):]) in s_sd: pairs[k] = sp + k[len(dp):]
+                if k.startswith(dp + '.') and (sp + k[len(dp):]) in s_sd: pairs[k] = sp + k[len(dp):]; how[k] = 'layer_map'
     else:
-        if match in ('auto', 'name') or s_mod is None: pairs = {k: k for k in d_sd if k in s_sd}
+        if match in ('auto', 'name') or s_mod is None:
+            prefix = _align_names(list(s_sd), list(d_sd))
+            ps, pd_ = prefix
+            pairs = {k: ps + k[len(pd_):] for k in d_sd if k.startswith(pd_) and ps + k[len(pd_):] in s_sd}
         if match in ('auto', 'shape') and s_mod is not None:
-            named = {k for k in pairs if s_sd[k].shape == d_sd[k].shape}
+            named = {k for k in pairs if s_sd[pairs[k]].shape == d_sd[k].shape}
+            adaptable = {k: v for k, v in pairs.items() if k not in named}
             pairs = {k: v for k, v in pairs.items() if k in named} if match == 'auto' else {}
-            pairs.update(_pair_by_shape(s_mod, dst, s_sd, d_sd, set(pairs.values()), set(d_sd) - set(pairs)))
-            if match == 'auto': pairs.update({k: k for k in d_sd if k in s_sd and k not in pairs and s_sd[k].shape != d_sd[k].shape})  # adaptable by name
-    head = next((n for n, _, keys in reversed(_leaf_groups(dst)) if any(k in d_params for k, _ in keys)), None)
-    rows = []
+            how.update({k: 'name' for k in pairs})
+            by_shape = _pair_by_shape(s_mod, dst, s_sd, d_sd, set(pairs.values()), set(d_sd) - set(pairs))
+            pairs.update(by_shape); how.update({k: 'shape' for k in by_shape})
+            if match == 'auto':  # same name, other shape: possibly adaptable (input channels, a new head)
+                extra = {k: v for k, v in adaptable.items() if k not in pairs and v not in pairs.values()}
+                pairs.update(extra); how.update({k: 'name' for k in extra})
+        how.update({k: 'name' for k in pairs if k not in how})
+    head_mod = next((n for n, _, keys in reversed(_leaf_groups(dst)) if any(k in d_params for k, _ in keys)), None)
+    rows, used = [], set()
     with torch.no_grad():
         for k, w_d in d_sd.items():
             kind = 'param' if k in d_params else 'buffer'
-            row = dict(target=k, kind=kind, shape=tuple(w_d.shape), numel=w_d.numel(), status='new', source=None, note='')
+            row = dict(target=k, kind=kind, shape=tuple(w_d.shape), numel=w_d.numel(), status='new', source=None, how=None, note='')
             if k in pairs:
-                w_s, row['source'] = s_sd[pairs[k]], pairs[k]
+                w_s, row['source'], row['how'] = s_sd[pairs[k]], pairs[k], how.get(k, 'name')
                 if w_s.shape == w_d.shape: w_d.copy_(w_s); row['status'] = 'copied'
                 else:
-                    w, note = _adapt(w_s.to(w_d.dtype), w_d, k.rpartition('.')[0] == head, slice_smaller)
+                    w, note = _adapt(w_s.to(w_d.dtype), w_d, k.rpartition('.')[0] == head_mod, slice_smaller)
                     row['note'] = note
                     if w is not None: w_d.copy_(w); row['status'] = 'adapted'
                     elif not note.startswith('new head'): row['status'] = 'mismatch'
+                if row['status'] in ('copied', 'adapted'): used.add(pairs[k])
             rows.append(row)
-    rep = TransferReport(rows)
+        for r in rows:
+            if r['status'] == 'new' and not r['note']: r['note'] = _why_new(r['target'], d_sd[r['target']], s_sd, used, layer_map)
+            if r['status'] in ('copied', 'adapted') and r['target'].endswith('weight') and r['source'].endswith('weight'):
+                sb, db = r['source'][:-6] + 'bias', r['target'][:-6] + 'bias'
+                if sb in s_sd and db not in d_sd and sb not in used:
+                    r['note'] = '; '.join(filter(None, [r['note'], f"the source's {sb} was dropped: the target layer has no bias"]))
+    unused = [dict(source=k, kind='param' if k in s_params else 'buffer', shape=tuple(v.shape), numel=v.numel()) for k, v in s_sd.items() if k not in used]
+    rep = TransferReport(rows, unused, sum(s_sd[k].numel() for k in s_params if k in s_sd), prefix)
     if warn and rep.frac == 0: warnings.warn(f"transfer_weights: nothing was transferred into {type(dst).__name__} (no tensor corresponds); "
                                              "check the architectures or pass a layer_map")
     bad = [r['target'] for r in rows if r['status'] == 'mismatch']
@@ -158,7 +215,9 @@ def transfer_weights(src, # source `nn.Module`, or a state dict
     return rep
 
 # %% ../nbs/02_weights.ipynb #41bdac1e
-def share_parameters(a:nn.Module, b:nn.Module, layers) -> list:
+def share_parameters(a:nn.Module, # the network whose modules are shared
+                     b:nn.Module, # the network that takes them (changed in place)
+                     layers) -> list: # names present in both, or a {name in a: name in b} map
     "Make `b` use `a`'s modules (and so their parameters and buffers) for `layers`: a list of names or a {a: b} map."
     mapping = dict(layers) if isinstance(layers, dict) else {n: n for n in ([layers] if isinstance(layers, str) else layers)}
     if not mapping: raise ValueError("share_parameters needs at least one layer name")
@@ -172,10 +231,6 @@ def share_parameters(a:nn.Module, b:nn.Module, layers) -> list:
     return list(mapping.values())
 
 # %% ../nbs/02_weights.ipynb #72c72e9d
-def _check_alpha(alpha):
-    if not isinstance(alpha, (int, float, np.floating, np.integer)) or isinstance(alpha, bool) or not math.isfinite(alpha):
-        raise ValueError(f"alpha must be a finite number, got {alpha!r}")
-
 def _combine(a, b, fn):
     "Apply `fn` to matching floating tensors of two tensors, state dicts or models."
     if torch.is_tensor(a): return fn(a, b)
@@ -192,18 +247,27 @@ def _combine(a, b, fn):
         if k.endswith('running_var'): out[k] = out[k].clamp_min(0)
     return out
 
-def weight_transfer(w_s, w_t, alpha:float):
-    "The article's rule `W_s + α(W_s − W_t)`, for tensors, state dicts or models (a new model like `w_t`)."
-    _check_alpha(alpha)
+def weight_transfer(w_s, # source weights: a tensor, a state dict or a model
+                    w_t, # target weights, of the same structure
+                    alpha:float): # the rule's α (0: the source; −1: the target; > 0 extrapolates past the source)
+    "The weight-transfer rule `W_s + α(W_s − W_t)`, for tensors, state dicts or models (a new model like `w_t`)."
+    check_arg(alpha, 'alpha')
     return _combine(w_s, w_t, lambda s, t: s + alpha * (s - t))
 
-def interpolate_weights(a, b, alpha:float):
-    "`(1 − α)·a + α·b` for tensors, state dicts or models (a new model like `b`): α = 0 gives `a`, α = 1 gives `b`."
-    _check_alpha(alpha)
+def interpolate_weights(a, # first end: a tensor, a state dict or a model
+                        b, # second end, of the same structure
+                        alpha:float): # 0 gives a, 1 gives b
+    "`(1 − α)·a + α·b` for tensors, state dicts or models (a new model like `b`)."
+    check_arg(alpha, 'alpha')
     return _combine(a, b, lambda x, y: torch.lerp(x, y, alpha))
 
 # %% ../nbs/02_weights.ipynb #a0aee01e
-def alpha_sweep(a:nn.Module, b:nn.Module, alphas, dls:dict, combine=None, metric=evaluate) -> pd.DataFrame:
+def alpha_sweep(a:nn.Module, # the network at α = 0
+                b:nn.Module, # the network at α = 1
+                alphas, # the α values to evaluate
+                dls:dict, # {name: loader} to evaluate on
+                combine=None, # how to combine: interpolate_weights (default) or weight_transfer
+                metric=evaluate) -> pd.DataFrame: # metric(model, loader)
     "`metric` of `combine(a, b, α)` on each loader of `dls` ({name: loader}) for every α in `alphas`."
     combine = combine or interpolate_weights
     rows = []
@@ -212,7 +276,9 @@ def alpha_sweep(a:nn.Module, b:nn.Module, alphas, dls:dict, combine=None, metric
         rows.append(dict(alpha=float(al), **{k: metric(m, dl) for k, dl in dls.items()}))
     return pd.DataFrame(rows)
 
-def plot_alpha_sweep(df:pd.DataFrame, ax=None, ylabel:str='accuracy'):
+def plot_alpha_sweep(df:pd.DataFrame, # the table from alpha_sweep
+                     ax=None, # matplotlib axes to draw on (new ones when None)
+                     ylabel:str='accuracy'): # the y axis label
     "One curve per evaluated loader against α."
     ax = ax or plt.subplots(figsize=(5, 3.2))[1]
     for c in df.columns.drop('alpha'): ax.plot(df.alpha, df[c], marker='o', label=c)
@@ -220,7 +286,13 @@ def plot_alpha_sweep(df:pd.DataFrame, ax=None, ylabel:str='accuracy'):
     return ax
 
 # %% ../nbs/02_weights.ipynb #ec625b61
-def net2wider(model:nn.Module, layer:str, next_layer:str, width:int, bn:str=None, noise:float=0., seed:int=0) -> nn.Module:
+def net2wider(model:nn.Module, # the network (not changed)
+              layer:str, # the Linear or Conv2d to widen
+              next_layer:str, # the Linear or Conv2d that reads its outputs
+              width:int, # the new number of outputs of layer
+              bn:str=None, # a BatchNorm between them, widened alongside
+              noise:float=0., # relative noise added to the copies, to break their symmetry
+              seed:int=0) -> nn.Module: # which units are copied
     "A copy of `model` with `layer` widened to `width` outputs, computing the same function (Net2WiderNet)."
     m = copy.deepcopy(model)
     l, nxt = get_module(m, layer), get_module(m, next_layer)
@@ -278,7 +350,8 @@ def _identity_like(mod:nn.Module):
         layers.append(b)
     return nn.Sequential(*layers, nn.ReLU(inplace=True))
 
-def net2deeper(model:nn.Module, after:str) -> nn.Module:
+def net2deeper(model:nn.Module, # the network (not changed)
+               after:str) -> nn.Module: # the module after which the identity layer goes
     "A copy of `model` with an identity-initialised layer inserted after module `after` (Net2DeeperNet)."
     m = copy.deepcopy(model)
     mod = get_module(m, after)
@@ -293,8 +366,7 @@ class DistillCallback(Callback):
     def __init__(self, teacher:nn.Module, # any network with the student's inputs and number of outputs
                  T:float=4., # softmax temperature
                  alpha:float=0.5): # weight of the soft-target loss
-        if not (T > 0 and 0 <= alpha <= 1): raise ValueError(f"need T > 0 and 0 ≤ alpha ≤ 1, got T={T}, alpha={alpha}")
-        self.teacher, self.T, self.alpha = teacher, T, alpha
+        self.teacher, self.T, self.alpha = teacher, check_arg(T, 'T', lo=0, lo_open=True), check_arg(alpha, 'alpha', lo=0, hi=1)
 
     def before_fit(self):
         dev = next(self.learn.model.parameters()).device
@@ -310,14 +382,19 @@ class DistillCallback(Callback):
         self.learn.loss = self.loss_grad.clone()
 
 # %% ../nbs/02_weights.ipynb #ca79a4e4
-def load_weights(path, map_location='cpu') -> dict:
+def load_weights(path, # a .safetensors file, or a PyTorch checkpoint (.pt, .pth, .bin, …)
+                 map_location='cpu') -> dict: # where the tensors are loaded
     "A state dict read from `path` without running code: safetensors, or `torch.load(weights_only=True)`."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"no weights file at {str(path)!r}")
-    if path.suffix == '.safetensors':
+    if path.stat().st_size == 0: raise ValueError(f"{str(path)!r} is empty (0 bytes): the file was not written completely; save or copy it again")
+    if path.suffix.lower() == '.safetensors':
         from safetensors.torch import load_file
-        return load_file(str(path), device=str(map_location))
+        try: return load_file(str(path), device=str(map_location))
+        except Exception as e: raise ValueError(f"{str(path)!r} is not a readable safetensors file (truncated or damaged?): {e}") from None
     try: obj = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{str(path)!r} is not a readable PyTorch checkpoint (truncated or damaged?): {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     except pickle.UnpicklingError as e:
         why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"refused to load {str(path)!r}: it is not plain weights, and unpickling it could run arbitrary code ({why}). "
@@ -329,8 +406,12 @@ def load_weights(path, map_location='cpu') -> dict:
     return obj
 
 # %% ../nbs/02_weights.ipynb #1bba3873
-def finetune_accuracy(model:nn.Module, pair, epochs:int=30, lr:float=2e-3) -> float:
+def finetune_accuracy(model:nn.Module, # the network to fine-tune (in place)
+                      pair, # a DomainPair: its labeled target trains, its test set scores
+                      epochs:int=30, # epochs of fit_one_cycle
+                      lr:float=2e-3) -> float: # its maximum learning rate
     "Target test accuracy of `model` after `fit_one_cycle(epochs, lr)` on `pair`'s labeled target."
+    check_arg(epochs, 'epochs', int, lo=1); check_arg(lr, 'lr', lo=0, lo_open=True)
     learn = classifier_learner(pair.target, model, splitter=lambda m: [list(m.parameters())])
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr)
     return evaluate(learn.model, pair.test)
