@@ -18,6 +18,8 @@ lic = licenses[cfg['license'].lower()]
 min_python = cfg['min_python']
 requirements = shlex.split(cfg.get('requirements', ''))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
+# optional features: `pip install transfer_nb[distributed]` (data-parallel fits), `[ray]` (sweeps on a Ray cluster), `[timm]` (timm backbones)
+extras = {k: shlex.split(cfg.get(f'{k}_requirements', '')) for k in ('distributed', 'ray', 'timm')}
 
 setuptools.setup(
     name=cfg['lib_name'], version=cfg['version'], license=lic[0],
@@ -26,7 +28,7 @@ setuptools.setup(
                  'Natural Language :: ' + cfg['language'].title(),
                  'License :: ' + lic[1]] + [f'Programming Language :: Python :: {o}' for o in py_versions[py_versions.index(min_python):]],
     url=cfg['git_url'], packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
-    include_package_data=True, install_requires=requirements, extras_require={'dev': dev_requirements},
+    include_package_data=True, install_requires=requirements, extras_require={'dev': dev_requirements + sum(extras.values(), []), **extras},
     python_requires='>=' + min_python, long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown', zip_safe=False,
     entry_points={'console_scripts': cfg.get('console_scripts', '').split(), 'nbdev': [f"{cfg['lib_name']}={cfg['lib_name']}._modidx:d"]},

@@ -19,7 +19,7 @@ def test_cli_compare_end_to_end(tmp_path):
     out = tmp_path/'report'
     r = run('compare', *TINY, '--strategies', 'scratch,fine_tune,dann', '--shots', '2,5', '--out', str(out))
     assert r.returncode == 0, r.stderr
-    assert {f.name for f in out.iterdir() if not f.name.startswith('.')} == {'report.md', 'runs.csv', 'runs.jsonl', 'config.json', 'bars.png', 'curves.png'}
+    assert {f.name for f in out.iterdir() if not f.name.startswith('.')} == {'report.md', 'runs.csv', 'runs.jsonl', 'config.json', 'bars.png', 'curves.png', 'command.txt'}
     recs = records(out)
     assert {(x['technique'], x['shots']) for x in recs} == {('scratch', 2), ('scratch', 5), ('fine_tune', 2), ('fine_tune', 5), ('dann', None)}
     assert all(0 <= x['target_acc'] <= 1 and x['status'] == 'ok' for x in recs)

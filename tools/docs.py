@@ -73,7 +73,7 @@ def prepare(nb, site, relative=True):
             if opts.get('include') == 'false': continue
             if opts.get('output') == 'false': c.outputs = []
             if opts.get('output') == 'asis':
-                md = [''.join(o.get('data', {}).get('text/markdown', '')) for o in c.outputs]
+                md = [''.join(o.get('text', '')) if o.get('output_type') == 'stream' else ''.join(o.get('data', {}).get('text/markdown', '')) for o in c.outputs]
                 cells.append(nbformat.v4.new_markdown_cell(fix_md('\n'.join(md))))
                 continue
             if opts.get('echo') == 'false': c.metadata.setdefault('tags', []).append('hide-input')

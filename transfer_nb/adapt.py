@@ -9,7 +9,7 @@ from functools import partial
 import numpy as np, pandas as pd, torch, torch.nn.functional as F
 from torch import nn
 from .core import (evaluate, check_arg, get_module, find_head, body_levels, level_groups, first_inputs, DivergenceError,
-                              CheckFinite, cuda_defaults)
+                              CheckFinite, cuda_defaults, distributed, unwrap)
 from .data import Augment, Tensors, TensorDL, reseed
 from fastai.callback.core import Callback
 from fastai.data.core import DataLoaders
@@ -29,7 +29,8 @@ __all__ = ['COLLAPSE_SHARE', 'VALIDATORS', 'METHODS', 'adabn', 'classifier_of', 
 @torch.no_grad()
 def adabn(model:nn.Module, # the network, changed in place
           dl, # batches of target images ((x,) or (x, y))
-          max_batches:int=None) -> nn.Module: # stop after this many batches
+          max_batches:int=None, # stop after this many batches
+         ) -> nn.Module:
     "Re-estimate `model`'s BatchNorm statistics on the (unlabeled) batches of `dl`, in place; nothing else changes."
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     if not bns: raise ValueError(f"{type(model).__name__} has no BatchNorm layer with running statistics: AdaBN has nothing to re-estimate")
@@ -47,8 +48,10 @@ def adabn(model:nn.Module, # the network, changed in place
     return model
 
 # %% ../nbs/04_adapt.ipynb #e5a8937e
-def classifier_of(model:nn.Module) -> nn.Module:
-    "The classifier inside `model` (the `net` of a `WithDiscriminator`, else `model`)."
+def classifier_of(model:nn.Module, # an adaptation learner's model (or a classifier)
+                 ) -> nn.Module:
+    "The classifier inside `model` (the `net` of a `WithDiscriminator`, else `model`), through a DDP wrapper."
+    model = unwrap(model)
     return model.net if isinstance(model, WithDiscriminator) else model
 
 class WithDiscriminator(nn.Module):
@@ -57,12 +60,14 @@ class WithDiscriminator(nn.Module):
                  disc:nn.Module): # the domain discriminator
         super().__init__()
         self.net, self.disc = net, disc
-    def forward(self, x): return self.net(x)
+    def forward(self, x): # a batch of inputs
+        return self.net(x)
 
 def _entropy(p): return -(p * p.clamp_min(1e-8).log()).sum(-1)
 
 def mcc_loss(logits:torch.Tensor, # target logits, N×C
-             T:float=2.5) -> torch.Tensor: # temperature
+             T:float=2.5, # temperature
+            ) -> torch.Tensor:
     "Minimum class confusion (Jin et al., 2020): the off-diagonal mass of the target predictions' class correlation, weighted by certainty."
     p = (logits.float() / T).softmax(1)
     w = 1 + torch.exp(-_entropy(p)).detach()
@@ -108,8 +113,10 @@ class TwoDomainCallback(Callback):
         try: return next(self.its[name])
         except StopIteration: self.its[name] = iter(dl); return next(self.its[name])
 
-    def views_of(self, xu): return [xu]
-    def labeled_view(self, x): return x
+    def views_of(self, xu): # a batch of unlabeled target images
+        return [xu]
+    def labeled_view(self, x): # a batch of labeled images
+        return x
 
     def before_batch(self):
         if not (self.training and self.active): return
@@ -153,7 +160,8 @@ class GradReverse(torch.autograd.Function):
     def backward(ctx, g): return -ctx.coeff * g, None
 
 def grl_coeff(p:float, # training progress in [0, 1]
-              gamma:float=10.) -> float: # how fast the coefficient rises
+              gamma:float=10., # how fast the coefficient rises
+             ) -> float:
     "DANN's schedule for the reversal coefficient at training progress `p`."
     return 2. / (1. + math.exp(-gamma * p)) - 1.
 
@@ -163,14 +171,20 @@ def _mlp(d_in:int, hidden:int):
 
 class _Adversarial(TwoDomainCallback):
     "Shared by DANN and CDAN: the discriminator through gradient reversal, and the collapse check."
-    def __init__(self, target, lam:float=1., hidden:int=256, gamma:float=10., **kwargs):
+    def __init__(self, target, # loader of unlabeled target batches (x,)
+                 lam:float=1., # weight of the domain loss
+                 hidden:int=256, # width of the discriminator's hidden layers
+                 gamma:float=10., # how fast the gradient reversal ramps up
+                 **kwargs):
         super().__init__(target, lam, **kwargs)
         self.hidden, self.gamma = check_arg(hidden, 'hidden', int, lo=1), check_arg(gamma, 'gamma', lo=0)
-    def disc_inputs(self, n_features:int, n_classes:int) -> int: return n_features
+    def disc_inputs(self, n_features:int, # width of the features
+                    n_classes:int, # classes of the head
+                   ) -> int: return n_features
     def discriminator(self, n_features:int, n_classes:int) -> nn.Module: return _mlp(self.disc_inputs(n_features, n_classes), self.hidden)
     def before_epoch(self): self.spread = None
     def domain_logits(self, z):
-        d = self.learn.model.disc(GradReverse.apply(z, grl_coeff(self.pct_train, self.gamma))).squeeze(1)
+        d = unwrap(self.learn.model).disc(GradReverse.apply(z, grl_coeff(self.pct_train, self.gamma))).squeeze(1)
         s = d.detach().float().std()
         self.spread = s if self.spread is None else torch.maximum(self.spread, s)
         return d
@@ -189,10 +203,17 @@ class DANN(_Adversarial):
 
 class CDAN(_Adversarial):
     "Conditional adversarial adaptation: the discriminator sees features ⊗ predictions; `entropy` weighting (CDAN+E)."
-    def __init__(self, target, lam:float=1., hidden:int=256, gamma:float=10., entropy:bool=True, **kwargs):
+    def __init__(self, target, # loader of unlabeled target batches (x,)
+                 lam:float=1., # weight of the domain loss
+                 hidden:int=256, # width of the discriminator's hidden layers
+                 gamma:float=10., # how fast the gradient reversal ramps up
+                 entropy:bool=True, # weight examples by the certainty of their prediction (CDAN+E)
+                 **kwargs):
         super().__init__(target, lam, hidden, gamma, **kwargs)
         self.entropy = entropy
-    def disc_inputs(self, n_features, n_classes): return n_features * n_classes
+    def disc_inputs(self, n_features, # width of the features
+                    n_classes): # classes of the head
+        return n_features * n_classes
     def adapt_loss(self):
         f, p = torch.cat([self.fs, self.ft]).float(), torch.cat([self.ps, self.pt]).float().softmax(1)
         d = self.domain_logits(torch.bmm(p.detach().unsqueeze(2), f.unsqueeze(1)).flatten(1))
@@ -206,7 +227,8 @@ class CDAN(_Adversarial):
 # %% ../nbs/04_adapt.ipynb #9185e0b1
 def mmd(x:torch.Tensor, # source features, N×D
         y:torch.Tensor, # target features, M×D
-        scales=(0.25, 0.5, 1., 2., 4.)) -> torch.Tensor: # kernel bandwidths, times the mean squared distance
+        scales=(0.25, 0.5, 1., 2., 4.), # kernel bandwidths, times the mean squared distance
+       ) -> torch.Tensor:
     "Multi-kernel (Gaussian) MMD² between the rows of `x` and `y` (biased estimate)."
     z = torch.cat([x, y]).float()
     d2 = torch.cdist(z, z).pow(2)
@@ -216,7 +238,8 @@ def mmd(x:torch.Tensor, # source features, N×D
     return k[:n, :n].mean() + k[n:, n:].mean() - 2 * k[:n, n:].mean()
 
 def coral(x:torch.Tensor, # source features, N×D
-          y:torch.Tensor) -> torch.Tensor: # target features, M×D
+          y:torch.Tensor, # target features, M×D
+         ) -> torch.Tensor:
     "Deep CORAL: squared Frobenius distance of the feature covariances over `4d²`."
     x, y, d = x.float(), y.float(), x.shape[1]
     cov = lambda a: (a - a.mean(0)).T @ (a - a.mean(0)) / max(len(a) - 1, 1)
@@ -224,7 +247,10 @@ def coral(x:torch.Tensor, # source features, N×D
 
 class MMD(TwoDomainCallback):
     "Multi-kernel MMD between source and target features (DAN)."
-    def __init__(self, target, lam:float=1., scales=(0.25, 0.5, 1., 2., 4.), **kwargs): super().__init__(target, lam, **kwargs); self.scales = scales
+    def __init__(self, target, # loader of unlabeled target batches (x,)
+                 lam:float=1., # weight of the MMD loss
+                 scales=(0.25, 0.5, 1., 2., 4.), # Gaussian kernel bandwidths, relative to the median distance
+                 **kwargs): super().__init__(target, lam, **kwargs); self.scales = scales
     def adapt_loss(self): return mmd(self.fs, self.ft, self.scales)
 
 class CORAL(TwoDomainCallback):
@@ -237,7 +263,10 @@ class EntropyMin(TwoDomainCallback):
 
 class MCC(TwoDomainCallback):
     "Minimum class confusion on the unlabeled target predictions."
-    def __init__(self, target, lam:float=1., T:float=2.5, **kwargs): super().__init__(target, lam, **kwargs); self.T = check_arg(T, 'T', lo=0, lo_open=True)
+    def __init__(self, target, # loader of unlabeled target batches (x,)
+                 lam:float=1., # weight of the class-confusion loss
+                 T:float=2.5, # temperature of the target predictions
+                 **kwargs): super().__init__(target, lam, **kwargs); self.T = check_arg(T, 'T', lo=0, lo_open=True)
     def adapt_loss(self): return mcc_loss(self.pt, self.T)
 
 # %% ../nbs/04_adapt.ipynb #4c5d6e7f
@@ -252,8 +281,10 @@ class FixMatch(TwoDomainCallback):
         super().__init__(target, lam, **kwargs)
         self.tau = check_arg(tau, 'tau', lo=0, hi=1, lo_open=True)
         self.weak, self.strong = Augment(aug), Augment(aug, strong=True)
-    def labeled_view(self, x): return self.weak.images(x)
-    def views_of(self, xu): return [self.weak.images(xu), self.strong.images(xu)]
+    def labeled_view(self, x): # a batch of labeled images
+        return self.weak.images(x)
+    def views_of(self, xu): # a batch of unlabeled target images
+        return [self.weak.images(xu), self.strong.images(xu)]
     def adapt_loss(self):
         weak, strong = self.pviews
         with torch.no_grad():
@@ -266,7 +297,8 @@ class FixMatch(TwoDomainCallback):
 @torch.no_grad()
 def target_outputs(model:nn.Module, # a classifier (or a WithDiscriminator)
                    x:torch.Tensor, # target images
-                   bs:int=512) -> tuple: # images per forward pass
+                   bs:int=512, # images per forward pass
+                  ) -> tuple:
     "Softmax predictions and head-input features of `model` (eval mode) on the images `x`."
     net = classifier_of(model)
     head, feats, probs = get_module(net, find_head(net)), [], []
@@ -280,18 +312,21 @@ def target_outputs(model:nn.Module, # a classifier (or a WithDiscriminator)
     return torch.cat(probs), torch.cat(feats)
 
 def im_score(p:torch.Tensor, # target probabilities, N×C
-             f:torch.Tensor=None) -> float: # features (unused)
+             f:torch.Tensor=None, # features (unused)
+            ) -> float:
     "Information maximisation: the entropy of the mean prediction minus the mean entropy (higher: confident and diverse)."
     return (_entropy(p.mean(0)) - _entropy(p).mean()).item()
 
 def entropy_score(p:torch.Tensor, # target probabilities, N×C
-                  f:torch.Tensor=None) -> float: # features (unused)
+                  f:torch.Tensor=None, # features (unused)
+                 ) -> float:
     "Minus the mean prediction entropy (higher: more confident)."
     return -_entropy(p).mean().item()
 
 def snd_score(p:torch.Tensor, # target probabilities (unused)
               f:torch.Tensor, # target features, N×D
-              T:float=0.05) -> float: # softmax temperature of the similarities
+              T:float=0.05, # softmax temperature of the similarities
+             ) -> float:
     "Soft neighbourhood density: the mean entropy of each feature's soft-neighbour distribution (higher: tighter clusters)."
     f = F.normalize(f, dim=1)
     s = f @ f.T
@@ -300,7 +335,8 @@ def snd_score(p:torch.Tensor, # target probabilities (unused)
 
 COLLAPSE_SHARE = 0.9
 
-def collapse_share(p:torch.Tensor) -> float: # predicted probabilities, N×C
+def collapse_share(p:torch.Tensor, # predicted probabilities, N×C
+                  ) -> float:
     "The share of the images given the most frequent predicted class."
     return torch.bincount(p.argmax(1), minlength=p.shape[1]).max().item() / len(p)
 
@@ -310,7 +346,8 @@ def _state_key(model:nn.Module) -> tuple:
 
 class TargetOutputs:
     "The predictions and features of a model on images `x`, computed once per state of its weights."
-    def __init__(self, x:torch.Tensor): self.x, self.key, self.out = x, None, None
+    def __init__(self, x:torch.Tensor): # the target images to score (a stratified sample of the pool)
+        self.x, self.key, self.out = x, None, None
     def __call__(self, model:nn.Module) -> tuple:
         key = (id(model), _state_key(model))
         if key != self.key: self.key, self.out = key, target_outputs(model, self.x)
@@ -321,7 +358,8 @@ class _TargetMetric(Metric):
     "A score of the model on target images, once per validation; None when the data is gone (an exported learner)."
     def __init__(self, outputs:TargetOutputs): self.outputs = outputs
     def reset(self): self.model = None
-    def accumulate(self, learn): self.model = learn.model
+    def accumulate(self, learn): # the learner being validated
+        self.model = learn.model
     def __getstate__(self): d = dict(self.__dict__); d['model'] = None; return d
 
 class Validator(_TargetMetric):
@@ -350,9 +388,11 @@ class CollapseShare(Validator):
 
 class TargetAccuracy(Metric):
     "The oracle: accuracy on the whole labeled target `test` loader. For judging validators, never for choosing."
-    def __init__(self, test): self.test = test
+    def __init__(self, test): # loader of the labeled target test set
+        self.test = test
     def reset(self): self.model = None
-    def accumulate(self, learn): self.model = learn.model
+    def accumulate(self, learn): # the learner being validated
+        self.model = learn.model
     @property
     def value(self): return None if self.model is None or self.test is None else evaluate(classifier_of(self.model), self.test)
     @property
@@ -364,9 +404,10 @@ VALIDATORS = {'IM': IM, 'SND': SND, 'TargetEntropy': TargetEntropy}
 # %% ../nbs/04_adapt.ipynb #508b1971
 def adapt_splitter(model:nn.Module, # the learner's model
                    levels:list, # the classifier's levels
-                   head:str) -> list: # the classifier's head
+                   head:str, # the classifier's head
+                  ) -> list:
     "The classifier's level groups, with the discriminator (if any) in the head's group."
-    g = level_groups(classifier_of(model), levels, head)
+    g, model = level_groups(classifier_of(model), levels, head), unwrap(model)
     if isinstance(model, WithDiscriminator): g[-1] = g[-1] + list(model.disc.parameters())
     return g
 
@@ -387,7 +428,8 @@ def adapt_learner(model:nn.Module, # the classifier to train (copied), e.g. `Dig
                   n_val:int=None, # pool images the validators score (None: the whole pool; else a stratified sample)
                   labeled:bool=False, # also train on the pair's labeled target images (semi-supervised)
                   mcc:float=0., # weight of an added minimum-class-confusion loss
-                  **kwargs) -> Learner: # passed to the method's callback
+                  **kwargs # passed to the method's callback
+                 ) -> Learner: # the learner with the two-domain callback
     "A fastai `Learner` adapting a copy of `model` from `pair`'s source to its target with `method`."
     if method not in METHODS: raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
     bad = [v for v in validators if v not in VALIDATORS]
@@ -406,13 +448,14 @@ def adapt_learner(model:nn.Module, # the classifier to train (copied), e.g. `Dig
     learn = Learner(pair.source, m, loss_func=CrossEntropyLossFlat(), metrics=metrics, splitter=partial(adapt_splitter, levels=levels, head=head),
                     cbs=[cb, CheckFinite()])
     learn.head, learn.method = head, method
-    return cuda_defaults(learn)
+    return distributed(cuda_defaults(learn))
 
 # %% ../nbs/04_adapt.ipynb #7a8b9c0d
 @torch.no_grad()
 def shot_pseudo_labels(model:nn.Module, # the classifier
                        x:torch.Tensor, # target images
-                       rounds:int=1) -> torch.Tensor: # re-clusterings after the first
+                       rounds:int=1, # re-clusterings after the first
+                      ) -> torch.Tensor:
     "SHOT's pseudo-labels: nearest centroid (cosine) of the head-input features, centroids weighted by the predictions, then by the labels."
     p, f = target_outputs(model, x)
     f = F.normalize(torch.cat([f, torch.ones(len(f), 1, device=f.device)], 1), dim=1)
@@ -459,7 +502,8 @@ def shot_learner(model:nn.Module, # the trained source network (copied)
                  beta:float=0.3, # weight of the pseudo-labels
                  bs:int=64, # batch size
                  validators=('IM', 'SND', 'TargetEntropy'), # label-free scores recorded each epoch
-                 test=None) -> Learner: # a labeled target loader, recorded as the oracle only
+                 test=None, # a labeled target loader, recorded as the oracle only
+                ) -> Learner:
     "A fastai `Learner` for SHOT: the body of a copy of `model` adapted to `target`, its head frozen, no source data."
     if not isinstance(model, nn.Module): raise TypeError(f"shot_learner needs the trained source network (an nn.Module), got {type(model).__name__}")
     x = _target_images(target, 'shot_learner')
@@ -475,7 +519,7 @@ def shot_learner(model:nn.Module, # the trained source network (copied)
     learn = Learner(dls, net, loss_func=_no_loss, metrics=metrics, cbs=[SHOT(x, beta), CheckFinite()],
                     splitter=partial(level_groups, levels=body_levels(net, head), head=head))
     learn.head, learn.method = head, 'shot'
-    return cuda_defaults(learn)
+    return distributed(cuda_defaults(learn))
 
 # %% ../nbs/04_adapt.ipynb #9c0d1e2f
 def _entropy_loss(pred, *yb): return _entropy(pred.float().softmax(1)).mean()
@@ -509,7 +553,8 @@ class TENT(Callback):
 def tent_learner(model:nn.Module, # the trained source network (copied)
                  stream, # the target as it arrives: a loader of (x,) or (x, y) batches, in order
                  bs:int=64, # images per incoming batch
-                 episodic:bool=False) -> Learner: # reset to the source before every batch
+                 episodic:bool=False, # reset to the source before every batch
+                ) -> Learner:
     "A fastai `Learner` for TENT: `fit(1, lr)` adapts a copy of `model` online on `stream` and records its online predictions."
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns: raise ValueError(f"{type(model).__name__} has no BatchNorm layer: TENT adapts BatchNorm's affine parameters, so it needs some")
@@ -527,7 +572,8 @@ def tent_learner(model:nn.Module, # the trained source network (copied)
     return learn
 
 # %% ../nbs/04_adapt.ipynb #1e2f3a4b
-def history(learn:Learner) -> pd.DataFrame:
+def history(learn:Learner, # a learner after fit, with validators as metrics
+           ) -> pd.DataFrame:
     "One row per epoch of `learn`'s last fit: every recorded metric (train and valid loss, source accuracy, validators, oracle)."
     names = [n for n in learn.recorder.metric_names if n not in ('epoch', 'time')]
     return pd.DataFrame([dict(zip(names, v)) for v in learn.recorder.values]).rename_axis('epoch').reset_index()
@@ -535,7 +581,8 @@ def history(learn:Learner) -> pd.DataFrame:
 def select(df:pd.DataFrame, # one row per run and epoch, with the validators' and the oracle's columns
            by:str='IM', # the column that chooses (highest wins)
            keys=('method', 'seed'), # the columns that identify a run (rows sharing them compete)
-           oracle:str='oracle_target_acc') -> pd.DataFrame: # the oracle's column (judging only)
+           oracle:str='oracle_target_acc', # the oracle's column (judging only)
+          ) -> pd.DataFrame:
     "Per run: the row `by` chooses, its oracle accuracy, the oracle's best, and the regret."
     if by not in df.columns: raise ValueError(f"no column {by!r} to select by; columns: {', '.join(df.columns)}")
     keys = [k for k in keys if k in df.columns]

@@ -16,7 +16,7 @@ from .experiment import TECHNIQUES, check_techniques, compare, summary, write_re
 __all__ = ['log', 'demo', 'main']
 
 # %% ../nbs/06_cli.ipynb #9152a387
-def log(*args):
+def log(*args): # printed as one line
     "Progress for humans: to stderr, so stdout stays parseable."
     print(*args, file=sys.stderr, flush=True)
 
@@ -26,7 +26,8 @@ def demo(source:str='syn', # source domain name
          seed:int=0, # seed of splits, initialisation and batches
          steps:int=400, # optimiser steps of fine-tuning and of scratch
          source_steps:int=600, # optimiser steps on the source
-         width:int=16) -> dict: # `DigitCNN` width
+         width:int=16, # `DigitCNN` width
+        ) -> dict:
     "Target test accuracy of source-only, fine-tuned and from-scratch CNNs on `source`→`target` with `shots` labels."
     t0 = time.time()
     p = domain_pair(source, target, shots=check_arg(shots, 'shots', int, lo=1), seed=seed)
@@ -159,13 +160,15 @@ def _compare(a, argv) -> int:
     log(f"comparing {', '.join(a.strategies)} on {what}, seeds 0–{a.seeds - 1}, shots {', '.join(map(str, a.shots))}, into {a.out}/")
     df = compare(pair, a.strategies, seeds=tuple(range(a.seeds)), shots=a.shots, model=model, steps=a.steps,
                  source_steps=a.source_steps, width=a.width, lr=a.lr, bs=a.bs, select_by=None if a.select_by == 'last' else a.select_by,
-                 grid=grid, out=a.out, overwrite=a.overwrite, executor='ray' if a.ray else 'serial', verbose=True)
+                 grid=grid, out=a.out, overwrite=a.overwrite, executor='ray' if a.ray else 'serial',
+                 ray_address=None if a.ray in (None, 'local') else a.ray, verbose=True)
     rep = write_report(df, a.out, what, command='transfer_nb ' + ' '.join(map(shlex.quote, argv)))
     print(summary(df).to_string(index=False))
     print(f"report: {rep}")
     return 0
 
-def main(argv:list=None) -> int: # the arguments (sys.argv[1:] when None)
+def main(argv:list=None, # the arguments (sys.argv[1:] when None)
+        ) -> int:
     "Entry point of the `transfer_nb` command; returns the exit code."
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
@@ -187,7 +190,7 @@ def main(argv:list=None) -> int: # the arguments (sys.argv[1:] when None)
             print(f"target test accuracy, {args.source} → {args.target}, {args.shots} labels per class, seed {args.seed}")
             for k, lbl in [('source_only', 'source only (no target labels)'), ('scratch', 'scratch on target labels'),
                            ('fine_tuned', 'source model fine-tuned')]: print(f"  {lbl:32} {r[k]:.3f}")
-    except (ValueError, TypeError, FileNotFoundError, ImportError, RuntimeError, StoreLocked) as e:
+    except (ValueError, TypeError, FileNotFoundError, ImportError, RuntimeError, StoreLocked, ConnectionError) as e:
         print(f"transfer_nb: error: {e}", file=sys.stderr)
         return 1
     return 0

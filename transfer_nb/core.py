@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #068d836d
 from __future__ import annotations
-import difflib, math, random, warnings
+import difflib, hashlib, math, random, warnings
 from functools import partial
 import numpy as np, torch
 from torch import nn
@@ -14,14 +14,17 @@ from fastai.callback.core import Callback, CancelValidException
 from fastai.metrics import accuracy
 from fastai.losses import CrossEntropyLossFlat
 import fastai.callback.progress, fastai.callback.schedule, fastai.callback.fp16 # Learner.no_bar, fit_one_cycle, to_bf16
-from fastai.torch_core import params
+from fastai.torch_core import params, num_distrib, rank_distrib
+from fastai.data.load import DataLoader
+from fastai.distributed import DistributedDL, DistributedTrainer
 from fastcore.foundation import L
 
 # %% auto #0
 __all__ = ['default_device', 'seed_everything', 'check_arg', 'DivergenceError', 'CheckFinite', 'ValidateAtEnd', 'DigitCNN',
            'RegressionMLP', 'ModuleNotFound', 'get_module', 'set_module', 'find_head', 'body_levels', 'level_groups',
-           'InputNorm', 'Normalized', 'norm_stats', 'data_config', 'on_cuda', 'cuda_defaults', 'mean_std', 'n_params',
-           'evaluate', 'splitter_for', 'first_inputs', 'classifier_learner', 'fit_classifier']
+           'InputNorm', 'Normalized', 'norm_stats', 'data_config', 'on_cuda', 'cuda_defaults', 'mean_std', 'ShardedDL',
+           'DistributedFit', 'unwrap', 'distributed', 'n_params', 'evaluate', 'splitter_for', 'first_inputs',
+           'classifier_learner', 'fit_classifier']
 
 # %% ../nbs/00_core.ipynb #eb71a999
 def default_device() -> torch.device:
@@ -115,7 +118,8 @@ class DigitCNN(nn.Module):
         self.head = nn.Linear(4*w, n_out)
         self.n_in, self.n_out, self.n_features = n_in, n_out, 4*w
 
-    def forward(self, x): return self.head(self.body(x))
+    def forward(self, x): # a batch of inputs
+        return self.head(self.body(x))
 
 # %% ../nbs/00_core.ipynb #0a31b9c9
 class RegressionMLP(nn.Module):
@@ -129,7 +133,8 @@ class RegressionMLP(nn.Module):
         self.head = nn.Linear(sizes[-1], n_out)
         self.n_in, self.n_out, self.n_features = n_in, n_out, sizes[-1]
 
-    def forward(self, x): return self.head(self.body(x))
+    def forward(self, x): # a batch of inputs
+        return self.head(self.body(x))
 
 # %% ../nbs/00_core.ipynb #552f0973
 class ModuleNotFound(KeyError, ValueError):
@@ -140,7 +145,8 @@ def _module_names(model:nn.Module) -> list:
     return [n for n, _ in model.named_modules(remove_duplicate=False) if n]
 
 def get_module(model:nn.Module, # the network
-               name:str) -> nn.Module: # a qualified module name; '' is `model` itself
+               name:str, # a qualified module name; '' is `model` itself
+              ) -> nn.Module:
     "The sub-module of `model` called `name`, or an error naming close matches."
     if not isinstance(name, str): raise TypeError(f"a module name must be a string, got {type(name).__name__}")
     try: return model.get_submodule(name)
@@ -174,7 +180,8 @@ def _run_order(model:nn.Module, x:torch.Tensor, names:list) -> list:
 
 def find_head(model:nn.Module, # the network
               head:str=None, # the head, or a container holding it; found when None
-              x:torch.Tensor=None) -> str: # an input batch: the head is then the last Linear the forward pass runs
+              x:torch.Tensor=None, # an input batch: the head is then the last Linear the forward pass runs
+             ) -> str:
     "Qualified name of `model`'s classifier layer (a `Linear`)."
     if isinstance(model, nn.Linear): raise ValueError("the network is a single Linear layer: it has no body to transfer")
     if head is not None:
@@ -195,7 +202,8 @@ def _has_params(m:nn.Module) -> bool: return any(True for _ in m.parameters())
 def _is_leaf(m:nn.Module) -> bool: return not any(True for _ in m.children())
 
 def body_levels(model:nn.Module, # the network
-                head:str) -> list: # the head's name (see `find_head`)
+                head:str, # the head's name (see `find_head`)
+               ) -> list:
     "Names of the body's levels (parameter-holding blocks before the head), in order."
     seen = set()
     def opens(name, mod):
@@ -214,7 +222,8 @@ def body_levels(model:nn.Module, # the network
 
 def level_groups(model:nn.Module, # the network
                  levels:list, # its levels (see `body_levels`)
-                 head:str) -> list: # its head
+                 head:str, # its head
+                ) -> list:
     "fastai parameter groups: one per level (parameters in no level join the first), then the head; disjoint and covering."
     seen, groups = set(), []
     for name in [*levels, head]:
@@ -240,7 +249,7 @@ class InputNorm(nn.Module):
         if not (torch.isfinite(mean).all() and torch.isfinite(std).all() and (std > 0).all()):
             raise ValueError(f"mean must be finite and std finite and > 0, got mean={mean.tolist()}, std={std.tolist()}")
         self.register_buffer('mean', mean.view(1, -1, 1, 1)); self.register_buffer('std', std.view(1, -1, 1, 1))
-    def forward(self, x):
+    def forward(self, x): # a batch of images N×C×H×W
         if x.ndim != 4 or x.shape[1] != self.mean.shape[1]:
             raise ValueError(f"InputNorm has statistics for {self.mean.shape[1]} channels but got inputs of shape {tuple(x.shape)} (N×C×H×W)")
         return (x - self.mean) / self.std
@@ -258,11 +267,13 @@ class Normalized(nn.Module):
         if isinstance(first, nn.Conv2d) and first.in_channels != self.norm.mean.shape[1]:
             raise ValueError(f"the normalisation has {self.norm.mean.shape[1]} channels but {type(net).__name__}'s first layer takes {first.in_channels}")
         self.size = None if size is None else ((size, size) if isinstance(size, int) else tuple(size))
-    def forward(self, x): return self.net(self.norm(x))
+    def forward(self, x): # a batch of images, unnormalised
+        return self.net(self.norm(x))
 
 @torch.no_grad()
 def norm_stats(x:torch.Tensor, # images N×C×H×W
-               chunk:int=4096) -> tuple: # images per step (bounds the memory used)
+               chunk:int=4096, # images per step (bounds the memory used)
+              ) -> tuple:
     "Per-channel mean and standard deviation of the images `x`."
     if not torch.is_tensor(x) or x.ndim != 4 or not len(x): raise ValueError(f"norm_stats needs images N×C×H×W, got {tuple(getattr(x, 'shape', ()))}")
     s = s2 = 0.
@@ -273,7 +284,8 @@ def norm_stats(x:torch.Tensor, # images N×C×H×W
     mean = s / n
     return mean.float().cpu(), (s2 / n - mean ** 2).clamp_min(1e-12).sqrt().float().cpu()
 
-def data_config(model:nn.Module) -> dict:
+def data_config(model:nn.Module, # a network, possibly wrapped in `Normalized`
+               ) -> dict:
     "What `model` expects of its input: `channels` (from its first layer), `size`, `mean` and `std` (from a `Normalized`), None where unknown."
     first = _first_layer(model)
     norm = model if isinstance(model, Normalized) else next((m for m in model.modules() if isinstance(m, Normalized)), None)
@@ -282,14 +294,16 @@ def data_config(model:nn.Module) -> dict:
                 std=None if norm is None else [round(v, 6) for v in norm.norm.std.flatten().tolist()])
 
 # %% ../nbs/00_core.ipynb #5d7e9f1b
-def on_cuda(learn:Learner) -> bool:
+def on_cuda(learn:Learner, # the learner
+           ) -> bool:
     "Whether `learn` trains on a CUDA device (its loaders', else its model's)."
     dev = getattr(learn.dls, 'device', None)
     if dev is None: dev = next(learn.model.parameters()).device
     return torch.device(dev).type == 'cuda'
 
 def cuda_defaults(learn:Learner, # the learner to set up
-                  force:bool=False) -> Learner: # apply even off a GPU (to test what would be applied)
+                  force:bool=False, # apply even off a GPU (to test what would be applied)
+                 ) -> Learner:
     "On a GPU: bf16 (else fp16) mixed precision, channels_last for conv nets, cuDNN autotuning. Off a GPU: nothing."
     if not (force or on_cuda(learn)) or getattr(learn, 'fast_path', False): return learn
     bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
@@ -316,15 +330,81 @@ def mean_std(df, # one row per run
     out['n'] = g.size().values
     return out.reset_index()
 
+# %% ../nbs/00_core.ipynb #3c5e7a91
+def _round_up(n:int, k:int) -> int: return -(-n // k) * k
+
+class ShardedDL(DistributedDL):
+    "fastai's `DistributedDL` on any backend: the epoch's order broadcast from process 0, then strided over the processes."
+    def _broadcast(self, t, rank):
+        dev = 'cuda' if torch.distributed.get_backend() == 'nccl' else 'cpu'
+        t = torch.tensor(t, dtype=torch.long, device=dev)
+        torch.distributed.broadcast(t, rank)
+        return t.cpu().tolist()
+    def get_idxs(self):
+        idxs = self._broadcast(list(self.dl.get_idxs()), 0)
+        self.n = len(idxs)
+        self.n_padded = _round_up(self.n, self.world_size)
+        idxs += (idxs * (self.n_padded // max(self.n, 1) + 1))[:self.n_padded - self.n]
+        return idxs[self.rank::self.world_size]
+    def __len__(self): return -(-(_round_up(self.dl.n, self.world_size) // self.world_size) // self.dl.bs)
+
+def _signature(learn) -> str:
+    "What a process was asked to train: the model's tensors' names and shapes, the data's sizes, the loss."
+    parts = [type(learn.model).__name__, *(f'{k}:{tuple(v.shape)}' for k, v in learn.model.state_dict().items()),
+             *(str(len(getattr(dl, 'dataset', []) or [])) for dl in learn.dls.loaders), type(learn.loss_func).__name__]
+    return hashlib.sha1('|'.join(parts).encode()).hexdigest()
+
+class DistributedFit(DistributedTrainer):
+    "Data-parallel training for transfer_nb's learners: DDP through accelerate, `ShardedDL` loaders, NCCL or gloo."
+    def __init__(self, sync_bn:bool=None, # synchronise BatchNorm (the default on GPUs; impossible on the CPU)
+                 **kwargs): # passed to accelerate's Accelerator
+        if sync_bn is None: sync_bn = torch.cuda.is_available()
+        kwargs.setdefault('cpu', not torch.cuda.is_available())
+        super().__init__(sync_bn=sync_bn, **kwargs)
+    def _wrap_dl(self, dl):
+        if isinstance(dl, DistributedDL): return dl
+        return ShardedDL(dl, device=self.learn.model.device) if getattr(dl, 'shuffle', False) else dl  # training loaders only
+    def before_fit(self):
+        sig = [None] * num_distrib()
+        torch.distributed.all_gather_object(sig, (rank_distrib(), _signature(self.learn)))
+        if len({s for _, s in sig}) > 1:
+            raise ValueError(f"the {num_distrib()} processes of this launch were asked to train different things "
+                             f"(processes {[r for r, s in sig if s != sig[0][1]]} differ from process 0): launch them with the same arguments")
+        super().before_fit()
+        self.wrapped = []
+        for cb in self.learn.cbs:  # the adaptation methods' own loaders
+            for a in ('target', 'labeled'):
+                dl = getattr(cb, a, None)
+                if isinstance(dl, DataLoader) and not isinstance(dl, DistributedDL):
+                    self.wrapped.append((cb, a, dl)); setattr(cb, a, ShardedDL(dl, device=self.learn.model.device))
+    def after_fit(self):
+        super().after_fit()
+        for cb, a, dl in getattr(self, 'wrapped', []): setattr(cb, a, dl)
+        self.wrapped = []
+
+def unwrap(model:nn.Module, # a network, possibly wrapped for DDP or DataParallel
+          ) -> nn.Module:
+    "The network inside a `DistributedDataParallel` or `DataParallel` wrapper (else `model` itself)."
+    return model.module if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
+
+def distributed(learn:Learner, # the learner
+                **kwargs # passed to DistributedFit
+               ) -> Learner: # the same learner, set up for the launch
+    "Add `DistributedFit` to `learn` when this process is one of several launched by torchrun or accelerate."
+    if num_distrib() > 1 and not any(isinstance(c, DistributedTrainer) for c in learn.cbs): learn.add_cb(DistributedFit(**kwargs))
+    return learn
+
 # %% ../nbs/00_core.ipynb #eb863c51
 def n_params(m:nn.Module, # the network
-             trainable:bool=False) -> int: # count only parameters with requires_grad
+             trainable:bool=False, # count only parameters with requires_grad
+            ) -> int:
     "Number of parameters of `m`."
     return sum(p.numel() for p in m.parameters() if p.requires_grad or not trainable)
 
 @torch.no_grad()
 def evaluate(model:nn.Module, # a classifier
-             dl) -> float: # an iterable of (x, y) batches
+             dl, # an iterable of (x, y) batches
+            ) -> float:
     "Accuracy of `model` on the `(x, y)` batches of `dl`."
     was_training, dev = model.training, next(model.parameters()).device
     model.eval()
@@ -357,20 +437,22 @@ def first_inputs(dls, # fastai DataLoaders (or one DataLoader)
 def classifier_learner(dls, # fastai DataLoaders of (x, y) batches
                        model:nn.Module, # the classifier
                        cls=Learner, # the Learner class
-                       **kwargs) -> Learner: # passed to `cls` (splitter, metrics, cbs, …)
+                       **kwargs # passed to `cls` (splitter, metrics, cbs, …)
+                      ) -> Learner: # the learner, with CUDA defaults on a GPU
     "A fastai `Learner` (or subclass `cls`) for classifying with `model` on `dls`, with level-wise parameter groups."
     if 'splitter' not in kwargs: kwargs['splitter'] = splitter_for(model, x=first_inputs(dls))
     kwargs.setdefault('metrics', accuracy)
     cbs = list(L(kwargs.pop('cbs', None)))
     if not any(isinstance(c, CheckFinite) for c in cbs): cbs.append(CheckFinite())
-    return cuda_defaults(cls(dls, model, loss_func=CrossEntropyLossFlat(), cbs=cbs, **kwargs))
+    return distributed(cuda_defaults(cls(dls, model, loss_func=CrossEntropyLossFlat(), cbs=cbs, **kwargs)))
 
 def fit_classifier(dls, # fastai DataLoaders of (x, y) batches
                    model:nn.Module, # the classifier, trained in place
                    epochs:int=5, # epochs of `fit_one_cycle`
                    lr:float=3e-3, # its maximum learning rate
                    quiet:bool=True, # no progress bar or table
-                   **kwargs) -> Learner: # passed to `classifier_learner`
+                   **kwargs # passed to `classifier_learner`
+                  ) -> Learner: # the trained learner
     "Train `model` on `dls` with `fit_one_cycle(epochs, lr)` and return the `Learner`."
     epochs, lr = check_arg(epochs, 'epochs', int, lo=1), check_arg(lr, 'lr', lo=0, lo_open=True)
     learn = classifier_learner(dls, model, **kwargs)

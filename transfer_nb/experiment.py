@@ -10,7 +10,7 @@ import numpy as np, pandas as pd, torch, torch.nn.functional as F
 from torch import nn
 import transfer_nb
 from .core import (DigitCNN, seed_everything, evaluate, n_params, check_arg, mean_std, find_head, first_inputs, get_module,
-                              set_module)
+                              set_module, num_distrib, rank_distrib)
 from .data import DOMAINS, domain_pair, DomainPair, load_domain
 from .finetune import STRATEGIES, run_strategy, pretrained, classes_of, L2SPCallback, BSSCallback, LwFCallback
 from .adapt import (METHODS, adapt_learner, adabn, classifier_of, target_outputs, im_score, shot_learner, tent_learner,
@@ -20,9 +20,9 @@ from scipy.stats import kendalltau
 
 # %% auto #0
 __all__ = ['TECHNIQUES', 'FORMAT', 'uses_target_labels', 'check_techniques', 'StoreLocked', 'RunStore', 'steps_to_epochs',
-           'compare', 'selected', 'summary', 'gap_table', 'validator_table', 'plot_bars', 'plot_curves',
+           'ray_execute', 'compare', 'selected', 'summary', 'gap_table', 'validator_table', 'plot_bars', 'plot_curves',
            'plot_embedding', 'logme', 'leep', 'hscore', 'rank_sources', 'ranking_agreement', 'md_table',
-           'describe_config', 'write_report']
+           'describe_config', 'write_report', 'load_runs', 'overview']
 
 # %% ../nbs/05_experiment.ipynb #6c4a6f7e
 _REGULARISED = {'full+l2sp': L2SPCallback, 'full+bss': BSSCallback, 'full+lwf': LwFCallback}
@@ -47,11 +47,13 @@ _NEEDS_SOURCE = {t for t, (k, _) in TECHNIQUES.items() if k in ('unlabeled', 'se
 
 def _base(name:str) -> str: return name.partition(':')[0]
 
-def uses_target_labels(technique:str) -> bool:
+def uses_target_labels(technique:str, # a name from TECHNIQUES
+                      ) -> bool:
     "Whether `technique` trains on target labels (and so runs once per label budget)."
     return TECHNIQUES[_base(technique)][0] in ('labels', 'semi')
 
-def check_techniques(names) -> list:
+def check_techniques(names, # a list of names, or one comma-separated string
+                    ) -> list:
     "`names` (a list or a comma-separated string) as a list, or an error listing the valid names."
     names = [n.strip() for n in (names.split(',') if isinstance(names, str) else names)]
     if not names or not all(names): raise ValueError(f"no technique given; valid: {', '.join(TECHNIQUES)}")
@@ -65,7 +67,7 @@ def check_techniques(names) -> list:
 
 # %% ../nbs/05_experiment.ipynb #0a8e0d1c
 FORMAT = 2  # 2: seeded splits, validators on the whole pool or a stratified sample; 1 (older): a class-sorted prefix
-_OURS = ('config.json', 'runs.jsonl', 'runs.csv', 'report.md', 'bars.png', 'curves.png')
+_OURS = ('config.json', 'runs.jsonl', 'runs.csv', 'report.md', 'bars.png', 'curves.png', 'command.txt')
 _VOLATILE = ('written_by',)  # recorded, but a difference does not make another configuration
 
 class StoreLocked(RuntimeError):
@@ -182,7 +184,8 @@ def _model_desc(model, width:int) -> str:
     raise TypeError(f"model must be None, a pretrained network's name, an nn.Module or a factory model(n_in, n_out); got {type(model).__name__}")
 
 def steps_to_epochs(steps:int, # optimiser steps wanted
-                    dl) -> int: # the training loader
+                    dl, # the training loader
+                   ) -> int:
     "Epochs of `dl` that make at least `steps` optimiser steps."
     return max(1, math.ceil(steps / max(1, len(dl))))
 
@@ -207,7 +210,8 @@ class _Runner:
         self.bs, self.sources = bs, {}
 
     def split(self, seed:int, shots) -> DomainPair:
-        return self.pair.resplit(shots=None if shots in (None, 'all') else shots, seed=seed, bs=self.bs)
+        "The pair for `seed` and `shots`; training epochs of at least 25 batches (a few labels: fewer, longer epochs)."
+        return self.pair.resplit(shots=None if shots in (None, 'all') else shots, seed=seed, bs=self.bs, min_batches=25)
 
     def fresh(self, p:DomainPair) -> nn.Module:
         "The architecture adaptation methods train: fresh (or with its pretrained weights), with a head for the source's classes."
@@ -306,6 +310,66 @@ class _Runner:
         with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr)
         return dict(self._chosen(history(learn)), seconds=time.time() - t0, epochs=epochs, trainable=n_params(classifier_of(learn.model), True))
 
+def _share(obj=None):
+    "Process 0's `obj`, on every process of a distributed launch."
+    import torch.distributed as dist
+    if not dist.is_initialized(): dist.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+def _source_task(runner, seed:int): return runner.source(seed)
+def _run_task(runner, spec:tuple): return runner.run(*spec)
+
+def _needs_source(technique:str) -> bool: return TECHNIQUES[_base(technique)][0] in ('labels', 'none', 'source_free', 'test_time') or _base(technique) in ('source_only', 'adabn')
+
+def _failed(spec:tuple, e:Exception) -> dict:
+    return dict(technique=spec[0], seed=spec[1], shots=spec[2], lam=spec[3], lr=spec[4], status='failed', error=f"{type(e).__name__}: {e}", seconds=None, collapsed=False)
+
+def _ray_connect(address:str=None, num_cpus:int=None):
+    "Ray, connected: to the cluster at `address`, or to a local one (`num_cpus`); an address that does not answer is an error within seconds."
+    try: import ray
+    except ImportError: raise ImportError("executor='ray' needs Ray: pip install 'ray[default]' (or transfer_nb[ray])") from None
+    if ray.is_initialized(): return ray
+    if address and address not in ('local', 'auto'):
+        hostport = address.split('://')[-1]
+        host, _, port = hostport.rpartition(':')
+        try: socket.create_connection((host or hostport, int(port or 6379)), timeout=3).close()
+        except (OSError, ValueError) as e: raise ConnectionError(f"no Ray cluster answers at {address!r} ({e}); start one with `ray start --head` or check the address") from None
+        ray.init(address=address, log_to_driver=False)
+    else: ray.init(address='auto' if address == 'auto' else None, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    return ray
+
+def ray_execute(runner, # the comparison's runner (sent to the cluster once)
+                todo:list, # the runs still to do: (technique, seed, shots, lam, lr)
+                add, # called with each finished record, on the driver (the only writer of the results)
+                verbose:bool=False, # one line per run on stderr
+                address:str=None, # the cluster ('host:port'), or None for a local one
+                resources:dict=None, # per task: {'num_cpus': 1, 'num_gpus': 0} by default
+                max_retries:int=2): # a task whose worker dies is run again this many times, then recorded as failed
+    "Run `todo` as Ray tasks: the seeds' source models first, then every run; records are added as they arrive."
+    ray = _ray_connect(address)
+    res = dict(num_cpus=1, num_gpus=0, **(resources or {}))
+    opts = dict(max_retries=max_retries, **res)
+    src_task, run_task = ray.remote(**opts)(_source_task), ray.remote(**opts)(_run_task)
+    ref = ray.put(runner)
+    seeds, broken = sorted({s for t, s, *_ in todo if _needs_source(t)} - set(runner.sources)), {}
+    for s, r in zip(seeds, [src_task.remote(ref, s) for s in seeds]):
+        try: runner.sources[s] = ray.get(r)
+        except Exception as e: broken[s] = e  # the runs that need this source model are recorded as failed with its error
+    ref = ray.put(runner)  # with the source models: no task trains one again
+    n = 0
+    for spec in [r for r in todo if _needs_source(r[0]) and r[1] in broken]:
+        add(_failed(spec, broken[spec[1]])); n += 1
+    pending = {run_task.remote(ref, spec): spec for spec in todo if not (_needs_source(spec[0]) and spec[1] in broken)}
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        spec = pending.pop(done[0])
+        try: rec = ray.get(done[0])
+        except Exception as e: rec = _failed(spec, e)  # its worker died more often than max_retries
+        add(rec); n += 1
+        if verbose: _log(f"  [{n}/{len(todo)}] {spec[0]} seed {spec[1]}: {rec['status']} (ray)")
+
 def _outputs(model:nn.Module, p) -> int:
     return get_module(model, find_head(model, x=first_inputs(p.target))).out_features
 
@@ -325,8 +389,11 @@ def compare(pair, # (source, target) names, 'syn,mnist', or any DomainPair (fold
             out=None, # folder for runs.jsonl/config.json; resumes from it
             overwrite:bool=False, # replace results of another configuration in `out`
             augment:str=None, # 'digits' or 'photos': augment the training batches (for built-in names)
-            executor:str='serial', # 'serial', or 'ray' (a Ray cluster; see Scaling out)
-            verbose:bool=False) -> pd.DataFrame: # one line per run on stderr
+            executor:str='serial', # 'serial', or 'ray': the runs as tasks on a Ray cluster (see Scaling out)
+            ray_address:str=None, # the Ray cluster ('host:port'); None: a local one
+            ray_resources:dict=None, # per Ray task, e.g. {'num_cpus': 4, 'num_gpus': 1}; 1 CPU by default
+            verbose:bool=False, # one line per run on stderr
+           ) -> pd.DataFrame:
     "One row per technique × seed × label budget (× grid point): target and source accuracy, the epoch chosen, regret, trainable parameters, seconds."
     techniques = check_techniques(techniques)
     seeds = [check_arg(s, 'seed', int, lo=0) for s in (seeds if isinstance(seeds, (list, tuple, range)) else [seeds])]
@@ -362,21 +429,25 @@ def compare(pair, # (source, target) names, 'syn,mnist', or any DomainPair (fold
             ok = classes_of(m) == list(p.tgt.classes) if classes_of(m) is not None else _outputs(m, p) == p.n_classes
         if not ok: raise ValueError(f"{', '.join(on_source)} apply the source model's head to the target as it is, and the source's classes are not the "
                                     "target's: leave them out (the fine-tuning techniques give the target a new head)")
+    if executor == 'ray': _ray_connect(ray_address)  # before anything is written: an address that does not answer stops here
     def execute(done, add):
         todo = [r for r in runs if r not in done]
-        if executor == 'ray':
-            from transfer_nb.scale import ray_execute
-            return ray_execute(runner, todo, add, verbose)
+        if executor == 'ray': return ray_execute(runner, todo, add, verbose, ray_address, ray_resources)
         for i, r in enumerate(todo):
             rec = runner.run(*r)
             add(rec)
             if verbose: _log(f"  [{i + 1}/{len(todo)}] {r[0]} seed {r[1]}" + (f" shots {r[2]}" if r[2] is not None else '')
                              + f": {rec['status']}" + (f", target {rec['target_acc']:.3f}" if rec.get('target_acc') is not None else '') + f" ({rec['seconds']:.0f} s)")
+    if num_distrib() > 1 and executor == 'ray': raise ValueError("a distributed launch runs each fit on all its processes: use executor='serial' with torchrun")
     if out is None:
         recs = []
         execute(set(), recs.append)
+    elif num_distrib() > 1 and rank_distrib() != 0:  # launched with torchrun: process 0 owns the results, the others train alongside it
+        recs = []
+        execute(_share(None), recs.append)
     else:
         with RunStore(out, config, overwrite) as store:
+            if num_distrib() > 1: _share(store.done())
             execute(store.done(), store.add)
             keys = set(runs)
             recs = [r for r in store.records if RunStore.key(r) in keys]
@@ -398,7 +469,8 @@ def _shots_key(k) -> str: return 'none' if k is None or (isinstance(k, float) an
 
 def _shots_order(k) -> float: return -1 if k is None or k == 'none' or (isinstance(k, float) and np.isnan(k)) else math.inf if k == 'all' else float(k)
 
-def selected(df:pd.DataFrame) -> pd.DataFrame: # records from compare
+def selected(df:pd.DataFrame, # records from compare
+            ) -> pd.DataFrame:
     "The records with each gridded run reduced to the grid point the validator chose, its regret taken against the oracle's best over the grid."
     if 'lam' not in df or df[['lam', 'lr']].isna().all().all(): return df
     grid = df[['lam', 'lr']].notna().any(axis=1) & (df.status != 'failed')
@@ -410,7 +482,8 @@ def selected(df:pd.DataFrame) -> pd.DataFrame: # records from compare
     keep['regret'] = keep.oracle_best - keep.target_acc
     return pd.concat([df[~grid], keep.drop(columns=['_k', '_ok'])], ignore_index=True)
 
-def summary(df:pd.DataFrame) -> pd.DataFrame: # records from compare
+def summary(df:pd.DataFrame, # records from compare
+           ) -> pd.DataFrame:
     "Mean ± std (%) per technique and label budget, with seeds, collapsed and failed runs, regret and the `worse_than_scratch` flag."
     d = selected(df).copy()
     d['shots'] = d['shots'].apply(lambda k: 'none' if k is None or (isinstance(k, float) and np.isnan(k)) else k)
@@ -423,7 +496,7 @@ def summary(df:pd.DataFrame) -> pd.DataFrame: # records from compare
     cnt = lambda s: d[d.status == s].groupby(keys, sort=False).size().reindex(groups).fillna(0).astype(int).values
     t['collapsed'], t['failed'], t['seeds'] = cnt('collapsed'), cnt('failed'), t['n'].fillna(0).astype(int)
     t['regret'] = ok.groupby(keys, sort=False).regret.mean().reindex(groups).mul(100).round(1) if ok.regret.notna().any() else None
-    t['trainable'] = ok.groupby(keys, sort=False).trainable.first().reindex(groups)
+    t['trainable'] = [None if pd.isna(v) else int(v) for v in ok.groupby(keys, sort=False).trainable.first().reindex(groups)]
     t['seconds'] = d.groupby(keys, sort=False).seconds.mean().reindex(groups).round(1)
     mean = ok.groupby(keys, sort=False).target_acc.mean().reindex(groups)
     std = ok.groupby(keys, sort=False).target_acc.std().reindex(groups).fillna(0)
@@ -440,7 +513,8 @@ def summary(df:pd.DataFrame) -> pd.DataFrame: # records from compare
     cols = ['technique', 'uses', 'shots', 'target (%)', 'source (%)', 'seeds', 'collapsed', 'failed', 'regret', 'trainable', 'seconds', 'worse_than_scratch']
     return t[cols]
 
-def gap_table(df:pd.DataFrame) -> pd.DataFrame: # records with `direct` and `scratch` at 'all' among them
+def gap_table(df:pd.DataFrame, # records with `direct` and `scratch` at 'all' among them
+             ) -> pd.DataFrame:
     "The share (%) of the gap between source only (`direct`) and the ceiling (`scratch`, every label) each technique closes, from mean accuracies."
     d = selected(df)
     d = d[d.status == 'ok']
@@ -450,7 +524,8 @@ def gap_table(df:pd.DataFrame) -> pd.DataFrame: # records with `direct` and `scr
     return pd.DataFrame({'target (%)': (g * 100).round(1), 'gap closed (%)': ((g - lo) / (hi - lo) * 100).round(0)}).reset_index()
 
 def validator_table(df:pd.DataFrame, # records of adaptation runs (with their histories)
-                    validators=('IM', 'SND', 'TargetEntropy', 'accuracy')) -> pd.DataFrame: # the scores to judge
+                    validators=('IM', 'SND', 'TargetEntropy', 'accuracy'), # the scores to judge
+                   ) -> pd.DataFrame:
     "Per validator: how often it picks the oracle's epoch, and the mean target accuracy (points) its pick loses against the oracle's."
     h = _hist_rows(df[df.status != 'failed'])
     if h.empty: raise ValueError("no record carries a per-epoch history: validator_table needs adaptation runs")
@@ -514,7 +589,8 @@ def plot_embedding(model:nn.Module, # a classifier
 # %% ../nbs/05_experiment.ipynb #1f9d1c2b
 def logme(f:torch.Tensor, # features, N×D
           y:torch.Tensor, # target labels, N
-          iters:int=20) -> float: # fixed-point iterations at most
+          iters:int=20, # fixed-point iterations at most
+         ) -> float:
     "LogME: mean log evidence per example of a Bayesian linear model from features `f` to one-hot labels `y`."
     f, y = f.double().cpu(), y.long().cpu()
     n, d = f.shape
@@ -540,7 +616,8 @@ def logme(f:torch.Tensor, # features, N×D
     return float(np.mean(ev))
 
 def leep(p:torch.Tensor, # source class probabilities on the target inputs, N×Z
-         y:torch.Tensor) -> float: # target labels, N
+         y:torch.Tensor, # target labels, N
+        ) -> float:
     "LEEP from source class probabilities `p` on target inputs and target labels `y`."
     p, y = p.double().cpu(), y.long().cpu()
     joint = torch.zeros(int(y.max()) + 1, p.shape[1], dtype=torch.double).index_add_(0, y, p) / len(y)  # P(y, z)
@@ -548,7 +625,8 @@ def leep(p:torch.Tensor, # source class probabilities on the target inputs, N×Z
     return torch.log((p @ cond.T)[torch.arange(len(y)), y].clamp_min(1e-12)).mean().item()
 
 def hscore(f:torch.Tensor, # features, N×D
-           y:torch.Tensor) -> float: # target labels, N
+           y:torch.Tensor, # target labels, N
+          ) -> float:
     "H-score: tr(cov(f)⁻¹ cov(E[f|y])) for features `f` and labels `y`."
     f, y = f.double().cpu(), y.long().cpu()
     f = f - f.mean(0)
@@ -562,7 +640,8 @@ def rank_sources(sources:dict, # name → trained source network
                  pair, # a DomainPair: its labeled target is scored (and fine-tuned on)
                  finetune_steps:int=None, # also fine-tune each source (full) for this many steps, and measure it
                  lr:float=3e-3, # fine-tuning learning rate
-                 seed:int=0) -> pd.DataFrame: # seed of the fine-tuning
+                 seed:int=0, # seed of the fine-tuning
+                ) -> pd.DataFrame:
     "LogME, LEEP and H-score of each source model on `pair`'s labeled target (and its fine-tuned accuracy)."
     x, y = pair.target.train.dataset.ts
     rows = []
@@ -577,18 +656,21 @@ def rank_sources(sources:dict, # name → trained source network
     return pd.DataFrame(rows).set_index('source')
 
 def ranking_agreement(df:pd.DataFrame, # rank_sources' table with the fine-tuned accuracy
-                      truth:str='finetuned_acc') -> pd.Series: # the column the scores should predict
+                      truth:str='finetuned_acc', # the column the scores should predict
+                     ) -> pd.Series:
     "Kendall's τ between each score's ranking of the sources and the ranking by `truth`."
     return pd.Series({c: kendalltau(df[c], df[truth]).statistic for c in df.columns if c != truth}, name="Kendall's τ")
 
 # %% ../nbs/05_experiment.ipynb #8a6e8d9c
-def md_table(df:pd.DataFrame) -> str: # the table
+def md_table(df:pd.DataFrame, # the table
+            ) -> str:
     "A GitHub-markdown table of `df` (index dropped)."
     cols = list(df.columns)
-    fmt = lambda v: '' if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:,}" if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else str(v)
+    fmt = lambda v: '' if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else f"{v:,}" if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else str(v)
     return '\n'.join(['| ' + ' | '.join(map(str, cols)) + ' |', '|' + '---|' * len(cols)] + ['| ' + ' | '.join(fmt(v) for v in r) + ' |' for r in df.itertuples(index=False)])
 
-def describe_config(config:dict) -> str: # a compare configuration (df.attrs['config'] or config.json)
+def describe_config(config:dict, # a compare configuration (df.attrs['config'] or config.json)
+                   ) -> str:
     "The data, model and budgets of a comparison, in a sentence or two."
     d = config['data']
     data = (f"`{d['source']}` → `{d['target']}`" if d.get('source') else f"`{d['target']}` (target only)") + f", images {d['image']}"
@@ -600,7 +682,8 @@ def describe_config(config:dict) -> str: # a compare configuration (df.attrs['co
 def write_report(df:pd.DataFrame, # records from compare
                  out, # the results folder
                  title:str='transfer_nb comparison', # the report's title
-                 command:str=None) -> Path: # the command line that reproduces it
+                 command:str=None, # the command line that reproduces it
+                ) -> Path:
     "Write runs.csv, the plots and report.md for the runs `df` into folder `out`; returns the report's path."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     if (out/'report.md').exists() and not (out/'config.json').exists():
@@ -624,4 +707,38 @@ def write_report(df:pd.DataFrame, # records from compare
         plot_curves(df).savefig(out/'curves.png', dpi=110); plt.close('all')
         parts.append("![learning curves](curves.png)")
     (out/'report.md').write_text('\n\n'.join(p for p in parts if p) + '\n')
+    if command: (out/'command.txt').write_text(command + '\n')
     return out/'report.md'
+
+def load_runs(out, # a folder `compare` wrote (runs.jsonl, config.json)
+             ) -> pd.DataFrame:
+    "The records of a results folder, read only (nothing trains, nothing is rewritten); `attrs` holds its configuration and command line."
+    out = Path(out)
+    if not (out/'config.json').exists(): raise FileNotFoundError(f"{str(out)!r} holds no config.json: it is not a folder compare wrote (give its `out`)")
+    config = json.loads((out/'config.json').read_text())
+    if config.get('format', 1) < FORMAT: raise ValueError(f"{str(out)!r} holds results of an older format ({config.get('format', 1)}); rerun compare into a new folder")
+    lines = (out/'runs.jsonl').read_text().split('\n') if (out/'runs.jsonl').exists() else []
+    df = pd.DataFrame([json.loads(l) for l in lines[:-1] if l.strip()])  # an unfinished last line is not a record
+    if df.empty: raise ValueError(f"{str(out)!r} holds no finished run yet")
+    df.attrs['config'] = config
+    df.attrs['command'] = (out/'command.txt').read_text().strip() if (out/'command.txt').exists() else None
+    return df
+
+def _col(t, k) -> str: return t if k is None or (isinstance(k, float) and np.isnan(k)) else f"{t} @{k}"
+
+def overview(runs:dict, # {row name (e.g. the pair): records from compare}
+             columns=None, # 'technique' or 'technique @shots' names, in order; every finished one when None
+            ) -> pd.DataFrame:
+    "One row per entry of `runs`, one column per technique and label budget: target accuracy (%), mean ± std over seeds (`n` seeds where fewer than all)."
+    rows = []
+    for name, df in runs.items():
+        d = selected(df); d = d[d.status == 'ok']
+        t = mean_std(d.assign(col=[_col(a, b) for a, b in zip(d.technique, d.shots)]), 'col', 'target_acc').set_index('col')
+        seeds = d.seed.nunique()
+        rows.append({'': name, **{c: v + (f" (n={n})" if n < seeds else '') for c, v, n in zip(t.index, t.target_acc, t.n)}})
+    out = pd.DataFrame(rows).set_index('')
+    if columns is not None:
+        miss = [c for c in columns if c not in out]
+        if miss: raise ValueError(f"no finished runs for {', '.join(map(repr, miss))}; there are: {', '.join(out.columns)}")
+        out = out[list(columns)]
+    return out.fillna('')

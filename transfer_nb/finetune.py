@@ -17,7 +17,7 @@ from fastai.callback.core import Callback
 
 # %% auto #0
 __all__ = ['STRATEGIES', 'IMAGENET_STATS', 'PRETRAINED', 'Adapter', 'WithAdapter', 'classes_of', 'SourceView', 'TransferLearner',
-           'pretrained', 'transfer_learner', 'L2SPCallback', 'BSSCallback', 'LwFCallback', 'run_strategy']
+           'pretrained', 'transfer_learner', 'L2SPCallback', 'BSSCallback', 'LwFCallback', 'LossCurve', 'run_strategy']
 
 # %% ../nbs/03_finetune.ipynb #d7e996bd
 class Adapter(nn.Module):
@@ -30,7 +30,8 @@ class Adapter(nn.Module):
         layer = (lambda a, b: nn.Conv2d(a, b, 1)) if conv else nn.Linear
         self.down, self.up = layer(c, h), layer(h, c)
         nn.init.zeros_(self.up.weight); nn.init.zeros_(self.up.bias)
-    def forward(self, x): return x + self.up(F.relu(self.down(x)))
+    def forward(self, x): # the level's output
+        return x + self.up(F.relu(self.down(x)))
 
 class WithAdapter(nn.Module):
     "A body level followed by its `Adapter`."
@@ -38,7 +39,8 @@ class WithAdapter(nn.Module):
                  adapter:Adapter): # its adapter
         super().__init__()
         self.level, self.adapter = level, adapter
-    def forward(self, *args, **kwargs): return self.adapter(self.level(*args, **kwargs))
+    def forward(self, *args, **kwargs): # the level's own inputs
+        return self.adapter(self.level(*args, **kwargs))
 
 # %% ../nbs/03_finetune.ipynb #e6ccf331
 STRATEGIES = {
@@ -85,7 +87,8 @@ def _probe(model:nn.Module, xb:torch.Tensor, levels:list) -> tuple:
         model.train(was)
     return tuple(out.shape), shapes
 
-def classes_of(model:nn.Module) -> list:
+def classes_of(model:nn.Module, # a network
+              ) -> list:
     "The class names `model` was trained on, when it recorded them (`fit_classifier` and `transfer_learner` do), else None."
     for m in model.modules():
         c = getattr(m, 'classes', None)
@@ -100,7 +103,7 @@ class SourceView(nn.Module):
                  source_head:nn.Module): # the source's own head
         super().__init__()
         self.model, self.head, self.source_head = model, head, source_head
-    def forward(self, x):
+    def forward(self, x): # a batch of inputs
         feats = []
         h = get_module(self.model, self.head).register_forward_hook(lambda m, i, o: feats.append(i[0]))
         try: self.model(x)
@@ -215,7 +218,8 @@ def _timm(name, weights, download):
 
 def pretrained(name:str, # a name in PRETRAINED, a torchvision model name, or 'timm/<model>'
                weights=None, # a .safetensors or .pt state dict to load instead of the published weights
-               download:bool=False) -> Normalized: # allow torchvision or timm to download missing weights
+               download:bool=False, # allow torchvision or timm to download missing weights
+              ) -> Normalized:
     "An ImageNet-pretrained network by name, wrapped with its input normalisation and size (`Normalized`)."
     if not isinstance(name, str): raise TypeError(f"a pretrained network's name must be a string, got {type(name).__name__}")
     if name in _LITE: return _lite(name, weights, download)
@@ -242,7 +246,8 @@ def transfer_learner(source, # a trained `nn.Module`, or a pretrained backbone's
                      reduction:int=4, # adapter bottleneck reduction
                      head:str=None, # the head, or a container holding it, when not the last Linear the forward pass runs
                      source_classes:list=None, # the source's class names, when it did not record them
-                     **kwargs) -> TransferLearner: # passed on to `Learner` (cbs, metrics, wd, …)
+                     **kwargs # passed on to `Learner` (cbs, metrics, wd, …)
+                    ) -> TransferLearner: # the learner, frozen as the strategy says
     "A fastai `Learner` on a copy of `source`, set up for `strategy` on the target `dls`."
     if strategy not in STRATEGIES: raise ValueError(f"unknown strategy {strategy!r}; valid strategies: {', '.join(STRATEGIES)}")
     src = pretrained(source) if isinstance(source, str) else source
@@ -353,6 +358,26 @@ class LwFCallback(_HeadFeatures):
         kl = F.kl_div(F.log_softmax(new.float() / self.T, 1), F.log_softmax(old.float() / self.T, 1), log_target=True, reduction='batchmean')
         self.add_loss(self.lam * self.T**2 * kl)
 
+# %% ../nbs/03_finetune.ipynb #ff4c93c5
+class LossCurve(Callback):
+    "The training loss of every optimiser step, across all the phases of a fit (fastai's recorder restarts with each `fit`)."
+    order = 60
+    def __init__(self): self.losses = []
+    def after_batch(self):
+        if self.training and self.loss is not None: self.losses.append(self.loss.detach().float())
+    def final(self, frac:float=0.1, # share of the last steps averaged
+             ) -> float:
+        "Mean training loss over the last `frac` of the steps (None before any step)."
+        if not self.losses: return None
+        k = max(1, round(len(self.losses) * frac))
+        return float(torch.stack(self.losses[-k:]).mean())
+    def points(self, n:int=40, # at most this many points
+              ) -> list:
+        "The curve as at most `n` (step, mean loss of the steps since the previous point) pairs, for plotting convergence."
+        if not self.losses: return []
+        l, edges = torch.stack(self.losses), np.linspace(0, len(self.losses), min(n, len(self.losses)) + 1).round().astype(int)
+        return [(int(b), float(l[a:b].mean())) for a, b in zip(edges[:-1], edges[1:])]
+
 # %% ../nbs/03_finetune.ipynb #f8ba7ac1
 def _answers_source(source:nn.Module, pair, head:str) -> bool:
     "Whether `source`'s head answers `pair`'s source classes (so a source accuracy means something)."
@@ -370,11 +395,14 @@ def run_strategy(source:nn.Module, # the trained source network
                  cbs=None, # extra callbacks (the regularisers)
                  name:str=None, # the record's name (the strategy's by default)
                  seed:int=None, # seed the weights and the batches
-                 **kwargs) -> dict: # passed to transfer_learner
+                 **kwargs # passed to transfer_learner
+                ) -> dict: # the run's record
     "Transfer `source` to `pair`'s target with `strategy`; target and source accuracy, trainable parameters, seconds."
     if seed is not None: seed_everything(seed); pair.reseed(seed)  # same initialisation and batches for every strategy
-    learn = transfer_learner(source, pair.target, strategy, cbs=[ValidateAtEnd(), *(cbs or [])], **kwargs)
+    curve = LossCurve()
+    learn = transfer_learner(source, pair.target, strategy, cbs=[ValidateAtEnd(), curve, *(cbs or [])], **kwargs)
     with learn.no_bar(), learn.no_logging(): learn.fit_transfer(epochs, lr)
     src_acc = evaluate(learn.source_view(), pair.source.valid) if _answers_source(learn.source_model, pair, learn.head) else None
     return dict(strategy=name or strategy, target_acc=evaluate(learn.model, pair.test), source_acc=src_acc,
-                trainable=n_params(learn.model, trainable=True), seconds=learn.fit_seconds)
+                trainable=n_params(learn.model, trainable=True), seconds=learn.fit_seconds, steps=len(curve.losses),
+                train_loss=curve.final(), loss_curve=curve.points())

@@ -38,7 +38,8 @@ class TransferReport:
         return pd.DataFrame(self.unused, columns=['source', 'kind', 'shape', 'numel'])
 
     def numel(self, status=('copied', 'adapted'), # the statuses to count
-              kind='param') -> int: # 'param' or 'buffer'
+              kind='param', # 'param' or 'buffer'
+             ) -> int:
         "Target elements of `kind` with a status in `status`."
         status = (status,) if isinstance(status, str) else status
         return sum(r['numel'] for r in self.rows if r['status'] in status and r['kind'] == kind)
@@ -151,7 +152,8 @@ def transfer_weights(src, # source `nn.Module`, or a state dict
                      match:str='auto', # 'auto', 'name' or 'shape'; ignored when `layer_map` is given
                      layer_map:dict=None, # {source prefix: target prefix}: transfer only these levels
                      slice_smaller:bool=False, # initialise smaller target tensors from a slice of the source's
-                     warn:bool=True) -> TransferReport: # warn when nothing transfers or tensors mismatch
+                     warn:bool=True, # warn when nothing transfers or tensors mismatch
+                    ) -> TransferReport:
     "Copy `src`'s parameters and buffers into `dst` where they correspond; report every target and every unused source tensor."
     if match not in ('auto', 'name', 'shape'): raise ValueError(f"match must be 'auto', 'name' or 'shape', got {match!r}")
     s_mod = src if isinstance(src, nn.Module) else None
@@ -217,7 +219,8 @@ def transfer_weights(src, # source `nn.Module`, or a state dict
 # %% ../nbs/02_weights.ipynb #41bdac1e
 def share_parameters(a:nn.Module, # the network whose modules are shared
                      b:nn.Module, # the network that takes them (changed in place)
-                     layers) -> list: # names present in both, or a {name in a: name in b} map
+                     layers, # names present in both, or a {name in a: name in b} map
+                    ) -> list:
     "Make `b` use `a`'s modules (and so their parameters and buffers) for `layers`: a list of names or a {a: b} map."
     mapping = dict(layers) if isinstance(layers, dict) else {n: n for n in ([layers] if isinstance(layers, str) else layers)}
     if not mapping: raise ValueError("share_parameters needs at least one layer name")
@@ -267,7 +270,8 @@ def alpha_sweep(a:nn.Module, # the network at α = 0
                 alphas, # the α values to evaluate
                 dls:dict, # {name: loader} to evaluate on
                 combine=None, # how to combine: interpolate_weights (default) or weight_transfer
-                metric=evaluate) -> pd.DataFrame: # metric(model, loader)
+                metric=evaluate, # metric(model, loader)
+               ) -> pd.DataFrame:
     "`metric` of `combine(a, b, α)` on each loader of `dls` ({name: loader}) for every α in `alphas`."
     combine = combine or interpolate_weights
     rows = []
@@ -292,7 +296,8 @@ def net2wider(model:nn.Module, # the network (not changed)
               width:int, # the new number of outputs of layer
               bn:str=None, # a BatchNorm between them, widened alongside
               noise:float=0., # relative noise added to the copies, to break their symmetry
-              seed:int=0) -> nn.Module: # which units are copied
+              seed:int=0, # which units are copied
+             ) -> nn.Module:
     "A copy of `model` with `layer` widened to `width` outputs, computing the same function (Net2WiderNet)."
     m = copy.deepcopy(model)
     l, nxt = get_module(m, layer), get_module(m, next_layer)
@@ -351,7 +356,8 @@ def _identity_like(mod:nn.Module):
     return nn.Sequential(*layers, nn.ReLU(inplace=True))
 
 def net2deeper(model:nn.Module, # the network (not changed)
-               after:str) -> nn.Module: # the module after which the identity layer goes
+               after:str, # the module after which the identity layer goes
+              ) -> nn.Module:
     "A copy of `model` with an identity-initialised layer inserted after module `after` (Net2DeeperNet)."
     m = copy.deepcopy(model)
     mod = get_module(m, after)
@@ -383,7 +389,8 @@ class DistillCallback(Callback):
 
 # %% ../nbs/02_weights.ipynb #ca79a4e4
 def load_weights(path, # a .safetensors file, or a PyTorch checkpoint (.pt, .pth, .bin, …)
-                 map_location='cpu') -> dict: # where the tensors are loaded
+                 map_location='cpu', # where the tensors are loaded
+                ) -> dict:
     "A state dict read from `path` without running code: safetensors, or `torch.load(weights_only=True)`."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"no weights file at {str(path)!r}")
@@ -409,7 +416,8 @@ def load_weights(path, # a .safetensors file, or a PyTorch checkpoint (.pt, .pth
 def finetune_accuracy(model:nn.Module, # the network to fine-tune (in place)
                       pair, # a DomainPair: its labeled target trains, its test set scores
                       epochs:int=30, # epochs of fit_one_cycle
-                      lr:float=2e-3) -> float: # its maximum learning rate
+                      lr:float=2e-3, # its maximum learning rate
+                     ) -> float:
     "Target test accuracy of `model` after `fit_one_cycle(epochs, lr)` on `pair`'s labeled target."
     check_arg(epochs, 'epochs', int, lo=1); check_arg(lr, 'lr', lo=0, lo_open=True)
     learn = classifier_learner(pair.target, model, splitter=lambda m: [list(m.parameters())])
