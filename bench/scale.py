@@ -16,18 +16,18 @@ PY, TORCHRUN = sys.executable, str(Path(sys.executable).parent/'torchrun')
 ENV = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
 
 
-def ddp(tmp, epochs=20):
-    "Seconds of the same fit on 1 process (batch 32) and on 2 (batch 16 each)."
-    subprocess.run([PY, str(ROOT/'tests/ddp_fit.py'), f'{tmp}/one', '32', 'fit', str(epochs)], check=True, env=ENV, capture_output=True)
-    subprocess.run([TORCHRUN, '--nproc_per_node', '2', '--master_port', '29811', str(ROOT/'tests/ddp_fit.py'), f'{tmp}/two', '16', 'fit', str(epochs)],
+def ddp(tmp, epochs=10, bs=64, width=64):
+    "Seconds of the same fit on 1 process (batch `bs`) and on 2 (batch `bs`/2 each), a CNN of `width` channels."
+    subprocess.run([PY, str(ROOT/'tests/ddp_fit.py'), f'{tmp}/one', str(bs), 'fit', str(epochs), str(width)], check=True, env=ENV, capture_output=True)
+    subprocess.run([TORCHRUN, '--nproc_per_node', '2', '--master_port', '29811', str(ROOT/'tests/ddp_fit.py'), f'{tmp}/two', str(bs // 2), 'fit', str(epochs), str(width)],
                    check=True, env=ENV, capture_output=True)
     one, two = (json.loads(Path(f'{tmp}/{d}/rank0.json').read_text()) for d in ('one', 'two'))
     diff = max(abs(a - b) for a, b in zip(one['weights'], two['weights']))
-    return dict(epochs=epochs, samples_per_epoch=len(one['seen'][0]), one_process_s=one['secs'], two_processes_s=two['secs'],
+    return dict(epochs=epochs, batch=bs, width=width, samples_per_epoch=len(one['seen'][0]), one_process_s=one['secs'], two_processes_s=two['secs'],
                 speedup=one['secs'] / two['secs'], max_weight_diff=diff, accuracy_one=one['acc'], accuracy_two=two['acc'])
 
 
-SWEEP = dict(techniques=['scratch', 'full', 'fine_tune', 'dann'], seeds=(0, 1), shots=(5,), steps=60, source_steps=120, width=8)
+SWEEP = dict(techniques=['scratch', 'full', 'fine_tune', 'dann'], seeds=(0, 1, 2), shots=(5,), steps=150, source_steps=300, width=16)
 
 
 def sweep(tmp):
@@ -39,16 +39,18 @@ kw = {SWEEP!r}
 t0 = time.time()
 if sys.argv[1] == 'ray':
     import ray; ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    df = compare(('uci', 'mnist'), executor='ray', out=sys.argv[2], **kw)
-else: df = compare(('uci', 'mnist'), out=sys.argv[2], **kw)
-print(json.dumps(dict(secs=time.time() - t0, runs=len(df), res=sorted((r['technique'], r['seed'], round(r['target_acc'], 6)) for r in df.to_dict('records')))))
+t1 = time.time()
+df = compare(('uci', 'mnist'), executor=sys.argv[1], out=sys.argv[2], **kw)
+print(json.dumps(dict(secs=time.time() - t0, start=t1 - t0, runs=len(df), res=sorted((r['technique'], r['seed'], round(r['target_acc'], 6)) for r in df.to_dict('records')))))
 """
     res = {}
     for how in ('serial', 'ray'):
         r = subprocess.run([PY, '-c', code, how, f'{tmp}/{how}'], env=ENV, capture_output=True, text=True, check=True)
         res[how] = json.loads(r.stdout.strip().splitlines()[-1])
     return dict(runs=res['serial']['runs'], config=SWEEP, serial_s=res['serial']['secs'], ray_2_workers_s=res['ray']['secs'],
-                speedup=res['serial']['secs'] / res['ray']['secs'], same_results=res['serial']['res'] == res['ray']['res'])
+                ray_start_s=res['ray']['start'], speedup=res['serial']['secs'] / res['ray']['secs'],
+                speedup_after_start=res['serial']['secs'] / (res['ray']['secs'] - res['ray']['start']),
+                same_results=res['serial']['res'] == res['ray']['res'])
 
 
 def overheads(tmp):

@@ -1,6 +1,6 @@
 """One fit, launched as 1 process (`python ddp_fit.py OUT BS`) or as N (`torchrun --nproc_per_node N ddp_fit.py OUT BS`):
-writes OUT/rank<r>.json with the final weights, accuracy, the samples each epoch saw and the fit's seconds (optional 3rd and 4th
-arguments: 'fit' or 'disagree', and the epochs). Used by test_scale.py and bench/scale.py."""
+writes OUT/rank<r>.json with the final weights, accuracy, the samples each epoch saw and the fit's seconds (optional 3rd to 5th
+arguments: 'fit' or 'disagree', the epochs, the width). Used by test_scale.py and bench/scale.py."""
 import json, sys, time, torch
 from pathlib import Path
 from torch import nn
@@ -22,8 +22,9 @@ class Seen(Callback):
         if self.training: self.epochs[-1] += [ids[round(v, 4)] for v in (self.xb[0].flatten(1) @ torch.linspace(0, 1, 784)).tolist()]
 
 seed_everything(0)
-net = nn.Sequential(nn.Conv2d(1, 16, 3, 2, 1), nn.ReLU(), nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU(), nn.Conv2d(32, 32, 3, 1, 1), nn.ReLU(),
-                    nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))  # no BatchNorm: on the CPU its statistics are per process
+w = int(sys.argv[5]) if len(sys.argv) > 5 else 16  # width: the bench uses wider networks (more work per step)
+net = nn.Sequential(nn.Conv2d(1, w, 3, 2, 1), nn.ReLU(), nn.Conv2d(w, 2 * w, 3, 2, 1), nn.ReLU(), nn.Conv2d(2 * w, 2 * w, 3, 1, 1), nn.ReLU(),
+                    nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * w, 10))  # no BatchNorm: on the CPU its statistics are per process
 seen = Seen()
 learn = classifier_learner(p.target, net, cbs=[seen])
 if mode == 'disagree' and rank_distrib() == 1: learn.model[-1] = nn.Linear(32, 10, bias=False)  # process 1 asked for another model

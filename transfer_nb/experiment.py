@@ -729,13 +729,18 @@ def _col(t, k) -> str: return t if k is None or (isinstance(k, float) and np.isn
 def overview(runs:dict, # {row name (e.g. the pair): records from compare}
              columns=None, # 'technique' or 'technique @shots' names, in order; every finished one when None
             ) -> pd.DataFrame:
-    "One row per entry of `runs`, one column per technique and label budget: target accuracy (%), mean ± std over seeds (`n` seeds where fewer than all)."
+    "One row per entry of `runs`, one column per technique and label budget: target accuracy (%), mean ± std over the seeds that gave a result (with how many collapsed or failed, if any)."
     rows = []
     for name, df in runs.items():
-        d = selected(df); d = d[d.status == 'ok']
-        t = mean_std(d.assign(col=[_col(a, b) for a, b in zip(d.technique, d.shots)]), 'col', 'target_acc').set_index('col')
-        seeds = d.seed.nunique()
-        rows.append({'': name, **{c: v + (f" (n={n})" if n < seeds else '') for c, v, n in zip(t.index, t.target_acc, t.n)}})
+        d = selected(df)
+        d = d.assign(col=[_col(a, b) for a, b in zip(d.technique, d.shots)])
+        ok = d[d.status == 'ok']
+        t = mean_std(ok, 'col', 'target_acc').set_index('col')
+        bad = d[d.status != 'ok'].groupby(['col', 'status']).size()
+        note = lambda c: '; '.join(f"{n} {s}" for (cc, s), n in bad.items() if cc == c)
+        row = {c: v + (f" ({note(c)})" if note(c) else '') for c, v in zip(t.index, t.target_acc)}
+        row.update({c: f"none ({note(c)})" for c in dict.fromkeys(d.col) if c not in row})
+        rows.append({'': name, **{c: row[c] for c in dict.fromkeys(d.col)}})
     out = pd.DataFrame(rows).set_index('')
     if columns is not None:
         miss = [c for c in columns if c not in out]
