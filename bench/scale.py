@@ -16,14 +16,15 @@ PY, TORCHRUN = sys.executable, str(Path(sys.executable).parent/'torchrun')
 ENV = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
 
 
-def ddp(tmp, epochs=10, bs=64, width=64):
+def ddp(tmp, epochs=10, bs=64, width=64, lr=3e-3):
     "Seconds of the same fit on 1 process (batch `bs`) and on 2 (batch `bs`/2 each), a CNN of `width` channels."
-    subprocess.run([PY, str(ROOT/'tests/ddp_fit.py'), f'{tmp}/one', str(bs), 'fit', str(epochs), str(width)], check=True, env=ENV, capture_output=True)
-    subprocess.run([TORCHRUN, '--nproc_per_node', '2', '--master_port', '29811', str(ROOT/'tests/ddp_fit.py'), f'{tmp}/two', str(bs // 2), 'fit', str(epochs), str(width)],
+    subprocess.run([PY, str(ROOT/'tests/ddp_fit.py'), f'{tmp}/one', str(bs), 'fit', str(epochs), str(width), str(lr)], check=True, env=ENV, capture_output=True)
+    subprocess.run([TORCHRUN, '--nproc_per_node', '2', '--master_port', '29811', str(ROOT/'tests/ddp_fit.py'), f'{tmp}/two', str(bs // 2), 'fit', str(epochs), str(width), str(lr)],
                    check=True, env=ENV, capture_output=True)
     one, two = (json.loads(Path(f'{tmp}/{d}/rank0.json').read_text()) for d in ('one', 'two'))
     diff = max(abs(a - b) for a, b in zip(one['weights'], two['weights']))
-    return dict(epochs=epochs, batch=bs, width=width, samples_per_epoch=len(one['seen'][0]), one_process_s=one['secs'], two_processes_s=two['secs'],
+    rel = (sum((a - b) ** 2 for a, b in zip(one['weights'], two['weights'])) / sum(a * a for a in one['weights'])) ** .5
+    return dict(epochs=epochs, batch=bs, width=width, lr=lr, relative_weight_diff=rel, samples_per_epoch=len(one['seen'][0]), one_process_s=one['secs'], two_processes_s=two['secs'],
                 speedup=one['secs'] / two['secs'], max_weight_diff=diff, accuracy_one=one['acc'], accuracy_two=two['acc'])
 
 

@@ -1,6 +1,6 @@
 """One fit, launched as 1 process (`python ddp_fit.py OUT BS`) or as N (`torchrun --nproc_per_node N ddp_fit.py OUT BS`):
-writes OUT/rank<r>.json with the final weights, accuracy, the samples each epoch saw and the fit's seconds (optional 3rd to 5th
-arguments: 'fit' or 'disagree', the epochs, the width). Used by test_scale.py and bench/scale.py."""
+writes OUT/rank<r>.json with the final weights, accuracy, the samples each epoch saw and the fit's seconds (optional 3rd to 6th
+arguments: 'fit' or 'disagree', the epochs, the width, the learning rate). Used by test_scale.py and bench/scale.py."""
 import json, sys, time, torch
 from pathlib import Path
 from torch import nn
@@ -29,7 +29,7 @@ seen = Seen()
 learn = classifier_learner(p.target, net, cbs=[seen])
 if mode == 'disagree' and rank_distrib() == 1: learn.model[-1] = nn.Linear(32, 10, bias=False)  # process 1 asked for another model
 t0 = time.time()
-with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(int(sys.argv[4]) if len(sys.argv) > 4 else 20, 1e-2)
+with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(int(sys.argv[4]) if len(sys.argv) > 4 else 20, float(sys.argv[6]) if len(sys.argv) > 6 else 1e-2)
 secs = time.time() - t0
 w = torch.cat([q.detach().flatten() for q in learn.model.parameters()])
 out.mkdir(parents=True, exist_ok=True)

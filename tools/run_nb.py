@@ -34,6 +34,7 @@ def run(path:Path, slow:bool=False) -> float:
                 if 'eval: false' in cell.source: cell.outputs = []
                 continue
             t = time.time()
+            cell.outputs = []  # execnb keeps a cell's old outputs when it now prints nothing
             shell.cell(cell)
             if shell.exc:
                 sys.stderr.write(shell.prettytb(fname=path) + '\n')
