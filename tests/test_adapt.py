@@ -124,6 +124,7 @@ def source_model(pair):
     return fit_classifier(pair.source, DigitCNN(width=8), 3).model
 
 
+@pytest.mark.slow
 def test_fixmatch_uses_confident_pseudo_labels_and_improves_on_the_labels_alone(pair):
     "A short fit moves the numbers the right way: FixMatch on top of the few labels beats the labels alone on the target."
     p = domain_pair('uci', 'mnist', shots=5, bs=32)

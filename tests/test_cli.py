@@ -50,6 +50,7 @@ def test_usage_errors_name_the_value(capsys, tmp_path, args, msg):
     assert not (tmp_path/'x').exists()  # nothing written for a usage error
 
 
+@pytest.mark.slow
 def test_run_errors_are_messages_not_tracebacks(tmp_path):
     f = tmp_path/'afile'; f.write_text('x')
     r = run('compare', '--out', str(f))
@@ -73,6 +74,7 @@ def write_folder(root, spec='mnist:1,7', n=30, rgb=True):
     return root
 
 
+@pytest.mark.slow
 def test_cli_on_your_own_folders(tmp_path):
     "Target-only with a pretrained backbone, then source and target folders with the digit CNN: the report names model and data."
     tgt = write_folder(tmp_path/'field')
@@ -93,6 +95,7 @@ def test_cli_on_your_own_folders(tmp_path):
     assert {r['technique'] for r in recs} == {'scratch', 'full', 'dann'} and all(r['status'] in ('ok', 'collapsed') for r in recs)
 
 
+@pytest.mark.slow
 def test_demo_end_to_end():
     r = run('demo', '--source', 'uci', '--target', 'mnist', '--shots', '2', '--steps', '5', '--source-steps', '20')
     assert r.returncode == 0, r.stderr

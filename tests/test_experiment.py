@@ -15,6 +15,7 @@ def run(*args, timeout=600): return subprocess.run([str(EXE), *args], capture_ou
 def records(out): return [json.loads(l) for l in (Path(out)/'runs.jsonl').read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_cli_compare_end_to_end(tmp_path):
     out = tmp_path/'report'
     r = run('compare', *TINY, '--strategies', 'scratch,fine_tune,dann', '--shots', '2,5', '--out', str(out))
@@ -31,6 +32,7 @@ def test_cli_compare_end_to_end(tmp_path):
     assert 'Warning' not in r.stderr  # no third-party warnings on every run
 
 
+@pytest.mark.slow
 def test_cli_refuses_other_configuration(tmp_path):
     out = str(tmp_path/'r')
     assert run('compare', *TINY, '--strategies', 'scratch', '--shots', '2', '--out', out).returncode == 0
@@ -41,6 +43,7 @@ def test_cli_refuses_other_configuration(tmp_path):
     assert r.returncode == 0 and len(records(out)) == 1 and 'width=8' in json.loads((Path(out)/'config.json').read_text())['model']
 
 
+@pytest.mark.slow
 def test_killed_sweep_resumes_without_duplicates_or_losses(tmp_path):
     out = tmp_path/'sweep'
     args = ['compare', *TINY[:4], '--seeds', '2', '--steps', '10', '--source-steps', '20', '--width', '4',
@@ -72,6 +75,7 @@ def test_damaged_last_record_is_redone(tmp_path):
     with pytest.raises(ValueError, match='line 1 is not a valid record'): compare(('uci', 'mnist'), **kw)
 
 
+@pytest.mark.slow
 def test_compare_on_a_target_only_folder_with_a_pretrained_backbone(tmp_path):
     from PIL import Image
     import numpy as np
@@ -88,6 +92,7 @@ def test_compare_on_a_target_only_folder_with_a_pretrained_backbone(tmp_path):
     with pytest.raises(ValueError, match="a target-only pair has no source data to train a source model on"): compare(pair, ['full'])
 
 
+@pytest.mark.slow
 def test_summary_gap_and_validator_tables_from_records(tmp_path):
     df = compare(('uci', 'mnist'), ['direct', 'scratch', 'dann', 'mmd', 'source_only'], shots=('all',), **{**KW, 'source_steps': 100, 'width': 8})
     s = summary(df).set_index('technique')

@@ -21,6 +21,7 @@ def run(*args, timeout=600): return subprocess.run([str(EXE), *args], capture_ou
 def records(out): return [json.loads(l) for l in (Path(out)/'runs.jsonl').read_text().splitlines()] if (Path(out)/'runs.jsonl').exists() else []
 
 
+@pytest.mark.slow
 def test_f1_no_zero_label_budget():
     "shots=0 once trained the fine-tuning techniques on every label and called the row 'none (unlabeled)'."
     with pytest.raises(ValueError, match="shots must be whole numbers ≥ 1 or 'all', got 0"): compare(('uci', 'mnist'), ['full'], shots=(0,))
@@ -48,6 +49,7 @@ e.compare(('uci', 'mnist'), ['scratch', 'full'], seeds=(0, 1), shots=(1, 2, 3), 
 ARGS = ['compare', *TINY, '--seeds', '2', '--strategies', 'scratch,full', '--shots', '1,2,3']
 
 
+@pytest.mark.slow
 def test_f2_one_writer_per_results_folder(tmp_path):
     "Two compare processes on one folder once both ran everything and appended duplicates (counted as seeds)."
     out = tmp_path/'r'
@@ -64,6 +66,7 @@ def test_f2_one_writer_per_results_folder(tmp_path):
     assert len(keys) == len(set(keys)) == 12  # the first completed, alone: no duplicate
 
 
+@pytest.mark.slow
 def test_f2_a_killed_holder_leaves_no_stale_lock(tmp_path):
     out = tmp_path/'r'
     holder = subprocess.Popen([sys.executable, '-c', SLOW_HOLDER, str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -83,6 +86,7 @@ print(json.dumps(df.drop(columns=['seconds']).to_dict('records')))
 '''
 
 
+@pytest.mark.slow
 def test_f3_the_same_configuration_gives_the_same_records_in_two_processes():
     "The source model's loader once shuffled from Python's global generator: two identical runs differed."
     outs = [subprocess.run([sys.executable, '-c', COMPARE_IN_A_PROCESS], capture_output=True, text=True, timeout=600) for _ in range(2)]
@@ -96,6 +100,7 @@ def test_f3_the_same_configuration_gives_the_same_records_in_two_processes():
     assert {k: v for k, v in r1.items() if k != 'seconds'} == {k: v for k, v in r2.items() if k != 'seconds'}
 
 
+@pytest.mark.slow
 def test_f5_records_say_what_data_ran_and_refuse_other_data(tmp_path):
     "syn once depended on the machine's fonts, and neither the configuration nor the report said which data was used."
     d = load_domain('mnist:1,7')
@@ -125,6 +130,7 @@ def test_f9_the_negative_transfer_flag_does_not_depend_on_the_order_of_the_budge
     assert fa == fb is False  # compared with scratch at the smallest budget, 1 label per class, whatever the order
 
 
+@pytest.mark.slow
 def test_f10_reports_never_overwrite_a_users_file_and_agree_with_their_rows(tmp_path):
     (tmp_path/'report.md').write_text('my own notes')
     with pytest.raises(ValueError, match="already holds report.md, not written by compare"):

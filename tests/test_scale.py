@@ -12,6 +12,7 @@ def _torchrun(n, *args, timeout=300):
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_two_processes_train_as_one_with_their_global_batch(tmp_path):
     "2 processes × batch 16 end where 1 process × batch 32 does: same weights (to 1e-5), same accuracy; each epoch sees every sample once."
     one = subprocess.run([sys.executable, str(HERE/'ddp_fit.py'), str(tmp_path/'one'), '32'], capture_output=True, text=True, timeout=300)
@@ -29,6 +30,7 @@ def test_two_processes_train_as_one_with_their_global_batch(tmp_path):
         assert sorted(both) == list(range(200)) == sorted(a['seen'][e])  # every sample exactly once per epoch, across the processes
 
 
+@pytest.mark.slow
 def test_processes_that_disagree_refuse_to_start(tmp_path):
     r = _torchrun(2, tmp_path/'bad', 16, 'disagree')
     assert r.returncode != 0 and 'were asked to train different things' in r.stderr
@@ -50,6 +52,7 @@ SAME = lambda df: sorted((r['technique'], r['seed'], str(r['shots']) if r['shots
                           for r in df.to_dict('records'))  # NaN (no label budget) as 'none': NaN != NaN
 
 
+@pytest.mark.slow
 def test_a_sweep_on_ray_survives_a_killed_worker_and_equals_the_serial_one(cluster, tmp_path):
     import psutil
     from transfer_nb.experiment import compare
@@ -80,6 +83,7 @@ def test_a_run_that_raises_on_ray_is_recorded_as_failed(cluster, tmp_path):
     assert set(df.status) == {'failed'} and all('this architecture cannot be built' in e for e in df.error)
 
 
+@pytest.mark.slow
 def test_an_address_that_does_not_answer_is_an_error_within_seconds(tmp_path):
     from transfer_nb.cli import main
     t0 = time.time()

@@ -17,7 +17,7 @@ from nbdev.process import NBProcessor
 from nbdev.frontmatter import FrontmatterProc
 
 
-def run(path:Path, slow:bool=False) -> float:
+def run(path:Path, slow:bool=False, report:float=20) -> float:
     nb = read_nb(path)
     proc = NBProcessor(path, procs=FrontmatterProc, process=True).nb  # parses the `#| ` directives of every cell
     def skipped(c):
@@ -39,7 +39,7 @@ def run(path:Path, slow:bool=False) -> float:
             if shell.exc:
                 sys.stderr.write(shell.prettytb(fname=path) + '\n')
                 raise SystemExit(f'{path}: cell {i} failed; the notebook was not written')
-            if time.time() - t > 20: print(f'  cell {i}: {time.time() - t:.0f} s', flush=True)
+            if time.time() - t > report: print(f'  cell {i} ({cell.id}): {time.time() - t:.0f} s', flush=True)
     finally: os.chdir(cwd)
     write_nb(nb, path)
     return time.time() - t0
@@ -49,7 +49,8 @@ if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('notebooks', nargs='+', type=Path)
     ap.add_argument('--slow', action='store_true', help='run the `#| slow` cells too')
+    ap.add_argument('--report', type=float, default=20, help='print the cells that take longer than this many seconds')
     a = ap.parse_args()
     os.environ.setdefault('IN_TEST', '1')
     for p in a.notebooks:
-        print(f'{p}: {run(p.resolve(), a.slow):.0f} s', flush=True)
+        print(f'{p}: {run(p.resolve(), a.slow, a.report):.0f} s', flush=True)
