@@ -4,16 +4,25 @@
 Serves `_docs/` on a loopback port and opens every page in Debian's Chromium (driven by Playwright, with no browser
 download). A page passes when it loads with no JavaScript error and no failed local request, every image has been
 decoded (non-zero natural width), and every local link points at an existing page and, where it has `#anchor`, at an
-element with that id. Links to other hosts are counted, not followed (this machine is offline). Writes a screenshot of
-each page to `_docs/_check/` and exits 1 listing every problem found.
+element with that id; at an 800 px window the text column keeps at least 600 px and nothing overflows the window; and
+the search box, typed into, lists the symbol's section for a few symbol names. Links to other hosts are counted, not
+followed (this machine is offline). Writes screenshots of each page at 1400 and 800 px to `_docs/_check/` and exits 1
+listing every problem found. Also fails on a duplicate id, a page showing "Call self as a function.", a warning
+or a machine path, a raw markdown link `](` inside code, an empty table, code cut at the edge without a scrollbar,
+a missing search index; and, before opening a browser, on warnings, stderr, paths or noise in the notebooks'
+committed outputs (tools/check_outputs.py) and on a public parameter without a docment (tools/check_api.py).
+`--selftest` first shows each page rule failing on a page made to break it.
 
-    python tools/check_docs.py [--docs _docs] [--chromium /usr/bin/chromium]
+    python tools/check_docs.py [--docs _docs] [--chromium /usr/bin/chromium] [--selftest]
 """
-import argparse, functools, http.server, shutil, sys, threading
+import argparse, functools, http.server, json, re, shutil, sys, threading
 from pathlib import Path
 from urllib.parse import unquote, urldefrag, urlparse
 
 from playwright.sync_api import sync_playwright
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import check_api, check_outputs
 
 ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
         '--disable-component-update', '--disable-sync']
@@ -30,17 +39,96 @@ def serve(root):
     return srv, f'http://127.0.0.1:{srv.server_address[1]}/'
 
 
-def main(docs='_docs', chromium=None):
+BAD_TEXT = ('Call self as a function.', 'Warning:', '/tmp/', '/home/', '/work/', '/root/')  # docstring-less callables, warnings, machine paths
+MIN_COLUMN = 600  # px of text at an 800 px window
+SEARCHES = {'seed_everything': 'core.html#seed_everything', 'folder_pair': 'data.html#folder_pair', 'compare': 'experiment.html#compare'}
+
+
+PAGE_RULES = """() => {
+  const out = [], code = [...document.querySelectorAll('article code, article pre')];
+  for (const c of code) {
+    const m = c.textContent.match(/\\]\\((https?:\\/\\/|[\\w.\\/-]+\\.(html|ipynb|md))[^)]*\\)/);
+    if (m) out.push(`raw markdown link inside code: ${m[0].slice(0, 60)}`);
+  }
+  for (const t of document.querySelectorAll('article table')) {
+    const cells = [...t.querySelectorAll('td')];
+    if (!cells.length || cells.every(td => !td.textContent.trim())) out.push(`empty table: ${t.innerText.slice(0, 60).replace(/\\s+/g, ' ')}`);
+  }
+  for (const p of document.querySelectorAll('article pre')) {
+    const box = p.querySelector('code') || p, ox = getComputedStyle(box).overflowX;
+    if (box.scrollWidth > box.clientWidth + 1 && !['auto', 'scroll'].includes(ox))
+      out.push(`code cut at the edge (no scrollbar): ${box.textContent.trim().slice(0, 50)}`);
+  }
+  return out;
+}"""
+
+
+def page_problems(pg) -> list:
+    "What a reader would trip over on the page open in `pg`, at its current window width."
+    errors = []
+    all_ids = pg.eval_on_selector_all('[id]', 'els => els.map(e => e.id)')
+    errors += [f'duplicate id {i!r}' for i in sorted({i for i in all_ids if all_ids.count(i) > 1})]
+    text = pg.inner_text('article')
+    errors += [f'shows {bad!r}' for bad in BAD_TEXT if bad in text]
+    return errors + pg.evaluate(PAGE_RULES)
+
+
+BROKEN = """<article class="md-content__inner">
+<h1 id="a">A page built to break every rule</h1><p id="a">same id twice</p>
+<p>Call self as a function.</p><p>UserWarning: something</p><p>saved in /tmp/xyz</p>
+<pre><code>see [the docs](core.html#x)</code></pre>
+<table><thead><tr><th>epoch</th><th>train_loss</th></tr></thead><tbody></tbody></table>
+<pre style="overflow: hidden; width: 200px"><code style="overflow: hidden; display: block">""" + 'x = 1; ' * 60 + """</code></pre>
+</article>"""
+EXPECTED = ["duplicate id 'a'", "shows 'Call self as a function.'", "shows 'Warning:'", "shows '/tmp/'",
+            'raw markdown link inside code', 'empty table', 'code cut at the edge']
+
+
+def run_selftest(browser) -> list:
+    "Each page rule must fire on a page made to break it, and none on a clean one."
+    pg = browser.new_page(viewport={'width': 800, 'height': 1000})
+    pg.set_content(BROKEN)
+    found = page_problems(pg)
+    missed = [f'selftest: the rule for {e!r} did not fire (found {found})' for e in EXPECTED if not any(e in f for f in found)]
+    pg.set_content('<article><h1 id="ok">Clean</h1><pre style="overflow:auto;width:200px"><code>' + 'y = 2; ' * 60 +
+                   '</code></pre><table><tr><td>1</td></tr></table></article>')
+    missed += [f'selftest: a clean page reported {f!r}' for f in page_problems(pg)]
+    pg.close()
+    print(f'selftest: {len(EXPECTED)} page rules fire on a broken page, none on a clean one' if not missed else '\n'.join(missed), flush=True)
+    return missed
+
+
+def search(browser, base) -> list:
+    "Type symbol names into the site's search box as a reader would; each must list its symbol's section among the results."
+    problems, pg = [], browser.new_page(viewport={'width': 1400, 'height': 1000})
+    for query, want in SEARCHES.items():
+        pg.goto(base + 'index.html', wait_until='load')
+        pg.fill('input.md-search__input', query)
+        try: pg.wait_for_selector('.md-search-result__item a', timeout=60000)
+        except Exception: problems.append(f'search: no results for {query!r}'); continue
+        pg.wait_for_timeout(300)
+        hrefs = [re.sub(r'\?[^#]*', '', h.split('/')[-1]) for h in pg.eval_on_selector_all('.md-search-result__item a', 'els => els.map(e => e.href)')]
+        print(f'search {query!r}: {len(hrefs)} results, first {hrefs[:3]}', flush=True)
+        if want not in hrefs: problems.append(f'search: {query!r} does not list {want} (got {hrefs[:5]})')
+    pg.close()
+    return problems
+
+
+def main(docs='_docs', chromium=None, selftest=False):
     root = Path(docs)
-    pages = sorted(p.name for p in root.glob('*.html'))
+    problems = check_outputs.check(Path(__file__).resolve().parents[1]/'nbs') + check_api.check()
+    pages = sorted(p.name for p in root.glob('*.html') if p.name != '404.html')  # 404.html uses the host's absolute paths
     if not pages: sys.exit(f'no pages in {root}/: build the site first (python tools/docs.py)')
     chromium = chromium or shutil.which('chromium') or shutil.which('chromium-browser')
     if not chromium: sys.exit('Chromium not found: install Debian\'s `chromium` package (apt-get install chromium)')
     shots = root/'_check'; shots.mkdir(exist_ok=True)
+    index = root/'search'/'search_index.json'
+    if not index.exists() or len(json.loads(index.read_text()).get('docs', [])) < len(pages): sys.exit(f'no usable search index at {index}')
     srv, base = serve(root)
-    problems, ids, links, n_img, n_ext = [], {}, [], 0, 0
+    ids, links, n_img, n_ext = {}, [], 0, 0
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=ARGS)
+        if selftest: problems += run_selftest(browser)
         for name in pages:
             pg, errors = browser.new_page(viewport={'width': 1400, 'height': 1000}), []  # a fresh page: its own listeners
             pg.on('pageerror', lambda e: errors.append(f'JavaScript error: {e}'))
@@ -53,11 +141,21 @@ def main(docs='_docs', chromium=None):
             n_img += len(imgs)
             errors += [f'image not shown: {src}…' for src, ok in imgs if not ok]
             ids[name] = set(pg.eval_on_selector_all('[id]', 'els => els.map(e => e.id)'))
+            errors += page_problems(pg)
             links += [(name, h) for h in pg.eval_on_selector_all('a[href]', 'els => els.map(e => e.href)')]
-            pg.screenshot(path=str(shots/(Path(name).stem + '.png')), full_page=False)
+            pg.screenshot(path=str(shots/(Path(name).stem + '-1400.png')), full_page=False)
+            pg.set_viewport_size({'width': 800, 'height': 1000})  # a narrow window: the text must keep its width, nothing may overflow
+            pg.wait_for_timeout(100)
+            col, over = pg.evaluate('() => [document.querySelector(".md-content__inner").getBoundingClientRect().width, '
+                                    'document.documentElement.scrollWidth - window.innerWidth]')
+            if col < MIN_COLUMN: errors.append(f'text column {col:.0f} px wide at 800 px (needs {MIN_COLUMN})')
+            if over > 0: errors.append(f'the page overflows an 800 px window by {over} px')
+            errors += [f'at 800 px: {e}' for e in pg.evaluate(PAGE_RULES) if e.startswith('code cut')]
+            pg.screenshot(path=str(shots/(Path(name).stem + '-800.png')), full_page=False)
             pg.close()
             problems += [f'{name}: {e}' for e in dict.fromkeys(errors)]
             print(f'{name}: "{title}", {len(imgs)} images, {len(ids[name])} ids', flush=True)
+        problems += search(browser, base)
         browser.close()
     srv.shutdown()
     for src, href in links:
@@ -80,4 +178,5 @@ def main(docs='_docs', chromium=None):
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--docs', default='_docs'); ap.add_argument('--chromium', default=None)
+    ap.add_argument('--selftest', action='store_true', help='first check that each page rule fires on a page built to break it')
     main(**vars(ap.parse_args()))

@@ -3,19 +3,22 @@
 
 `nbdev_docs` renders with Quarto, which nbdev downloads from quarto.org: impossible offline. This script runs nbdev's
 own pipeline up to the Quarto call (`nbdev.yml`, the symbol index, `sidebar.yml`, and `proc_nbs`: `show_doc` rendered,
-directives applied, links to symbols added, `#| hide` cells removed) into `_proc/`, then renders every processed
-notebook with nbconvert (from PyPI) into one page per notebook, named as Quarto would (`01_data.ipynb` → `data.html`),
-with the sidebar's navigation, a table of contents, the executed outputs and the plots. Links to the published site are
-made relative, so the folder works from disk or any static server.
+directives applied, links to symbols added, `#| hide` cells removed) into `_proc/`, turns every processed notebook
+into a Markdown page with its executed outputs and plots (nbconvert), named as Quarto would (`01_data.ipynb` →
+`data.html`), and builds the site from them with MkDocs and the Material theme (both from PyPI, in the dev extra).
+Why MkDocs Material: the most used documentation generator for Python projects that installs from PyPI alone, and it
+gives what readers expect of fastai's or nbdev's docs out of the box: full-text search that runs in the browser
+(no server), a responsive layout (navigation drawer on narrow screens), copy buttons, code that scrolls instead of
+being cut, a table of contents per page. The Markdown and the generated `mkdocs.yml` are in `_mkdocs/`.
 
     python tools/docs.py              # _docs/ and README.md
     python tools/docs.py --check      # the same, and exit 1 if README.md was out of date
 """
-import argparse, html, json, re, shutil, sys
+import argparse, html, json, os, re, shutil, subprocess, sys
 from pathlib import Path
 
 import nbformat, yaml
-from nbconvert import HTMLExporter, MarkdownExporter
+from nbconvert import MarkdownExporter
 from traitlets.config import Config
 from nbdev.config import get_config
 from nbdev.doclinks import _build_modidx, _nbpath2html
@@ -23,25 +26,11 @@ from nbdev.quarto import nbdev_sidebar, refresh_quarto_yml
 from nbdev.serve import proc_nbs
 
 CSS = """
-body { margin: 0; font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
-#tnb-top { position: fixed; top: 0; left: 0; right: 0; height: 3rem; background: #2780e3; color: white; display: flex;
-           align-items: center; padding: 0 1.2rem; z-index: 10; font-size: 1.15rem; }
-#tnb-top a { color: white; text-decoration: none; font-weight: 600; }
-#tnb-nav { position: fixed; top: 3rem; bottom: 0; left: 0; width: 14rem; overflow-y: auto; padding: 1rem; border-right: 1px solid #ddd; background: #fafafa; }
-#tnb-nav a, #tnb-toc a { display: block; padding: 0.2rem 0.4rem; color: #333; text-decoration: none; border-radius: 4px; }
-#tnb-nav a.active { background: #2780e3; color: white; }
-#tnb-toc { position: fixed; top: 3rem; bottom: 0; right: 0; width: 13rem; overflow-y: auto; padding: 1rem; font-size: 0.85rem; }
-#tnb-toc a.h3 { padding-left: 1.2rem; }
-#tnb-main { margin: 3rem 14rem 0 15rem; padding: 1rem 2rem; max-width: 60rem; }
-#tnb-main .description { font-style: italic; font-size: 1.2rem; opacity: 0.75; margin-bottom: 1.5rem; }
-.jp-Notebook { padding: 0 !important; }
+.tnb-description { font-size: 1.15em; opacity: .75; margin-top: -.6em; }
+.md-typeset table { display: block; max-width: 100%; overflow-x: auto; }
+.md-typeset .jp-RenderedHTMLCommon, .md-typeset div.output_html { max-width: 100%; overflow-x: auto; }
+.md-typeset .highlight pre, .md-typeset pre { overflow-x: auto; }
 """
-
-
-def slug(text):
-    "Heading id as Quarto makes it: lower case, spaces to dashes, only letters, digits, `_`, `-` and `.` kept."
-    text = re.sub(r'<[^>]+>', '', html.unescape(text)).strip().lower().replace('¶', '')
-    return re.sub(r'[^\w.\- ]', '', text).strip().replace(' ', '-')
 
 
 def directives(src):
@@ -84,35 +73,9 @@ def prepare(nb, site, relative=True):
     return nb, fm.get('title', ''), fm.get('description', '')
 
 
-def fix_headings(body):
-    "Give headings Quarto-style ids (so nbdev's `page.html#symbol` links land) and collect the table of contents."
-    toc = []
-    def sub(m):
-        level, inner = m[1], m[3]
-        hid = slug(re.sub(r'<a class="anchor-link".*?</a>', '', inner))
-        inner = re.sub(r'href="#[^"]*"', f'href="#{hid}"', inner)
-        if level in '23': toc.append((level, hid, re.sub(r'<[^>]+>', '', inner).replace('¶', '').strip()))
-        return f'<h{level} id="{hid}"{m[2]}>{inner}</h{level}>'
-    return re.sub(r'<h([1-6]) id="[^"]*"([^>]*)>(.*?)</h\1>', sub, body, flags=re.S), toc
-
-
 def inline(text):
     "Escape frontmatter text for HTML, with its `code` spans kept."
     return re.sub(r'`([^`]+)`', r'<code>\1</code>', html.escape(text))
-
-
-def page(body, title, desc, nav, toc, cfg):
-    "Wrap nbconvert's page in the site's bar, navigation and table of contents."
-    head_end = '<style>' + CSS + '</style>\n</head>'
-    body = re.sub(r'<script[^>]+src="https?://[^"]*"[^>]*>\s*</script>', '', body)  # CDN scripts: none offline
-    body = re.sub(r'<title>.*?</title>', f'<title>{html.escape(title)} – {html.escape(cfg.title)}</title>', body, flags=re.S)
-    body = body.replace('</head>', head_end, 1)
-    toc_html = ''.join(f'<a class="h{l}" href="#{i}">{html.escape(t)}</a>' for l, i, t in toc)
-    chrome = (f'<div id="tnb-top"><a href="index.html">{html.escape(cfg.title)}</a></div>'
-              f'<nav id="tnb-nav">{nav}</nav><nav id="tnb-toc"><strong>On this page</strong>{toc_html}</nav>'
-              f'<div id="tnb-main"><h1 class="title">{inline(title)}</h1><div class="description">{inline(desc)}</div>')
-    body = re.sub(r'(<body[^>]*>)', lambda m: m[1] + chrome, body, count=1)
-    return body.replace('</body>', '</div></body>', 1)
 
 
 def readme(nb, cfg):
@@ -138,15 +101,35 @@ def main(check=False):
         nb, title, desc = prepare(nbformat.read(proc/name, as_version=4), site)
         pages.append((_nbpath2html(Path(name)).name, nb, title or Path(name).stem, desc))
 
+    site_src = cfg.config_path/'_mkdocs'  # the pages as Markdown, MkDocs' input
+    shutil.rmtree(site_src, ignore_errors=True); (site_src/'docs').mkdir(parents=True)
     c = Config(); c.TagRemovePreprocessor.remove_input_tags = ('hide-input',); c.TagRemovePreprocessor.enabled = True
-    exp = HTMLExporter(config=c, template_name='lab')
+    c.ExtractOutputPreprocessor.enabled = True
+    exp = MarkdownExporter(config=c)
     exp.exclude_input_prompt = exp.exclude_output_prompt = True
+    nav = []
     for fname, nb, title, desc in pages:
-        nav = ''.join(f'<a href="{f}"{" class=active" if f == fname else ""}>{html.escape(t)}</a>' for f, _, t, _ in pages)
-        body, _ = exp.from_notebook_node(nb)
-        body, toc = fix_headings(body)
-        (out/fname).write_text(page(body, title, desc, nav, toc, cfg), encoding='utf-8')
-        print(f'{out.name}/{fname}')
+        stem = Path(fname).stem
+        md, res = exp.from_notebook_node(nb, resources={'unique_key': stem, 'output_files_dir': f'{stem}_files'})
+        for f, data in res.get('outputs', {}).items():
+            (site_src/'docs'/f).parent.mkdir(parents=True, exist_ok=True); (site_src/'docs'/f).write_bytes(data)
+        head = f'# {title}\n\n' + (f'<p class="tnb-description">{inline(desc)}</p>\n\n' if desc else '')
+        (site_src/'docs'/f'{stem}.md').write_text(head + re.sub(r'\n{3,}', '\n\n', md).strip() + '\n', encoding='utf-8')
+        nav.append({title.split(':')[0]: f'{stem}.md'})
+    (site_src/'docs'/'extra.css').write_text(CSS, encoding='utf-8')
+    mk = dict(site_name=cfg.title, site_description=cfg.description, site_url=site, repo_url=f'https://github.com/{cfg.user}/{cfg.repo}',
+              docs_dir='docs', site_dir=str(out.resolve()), use_directory_urls=False, nav=nav, extra_css=['extra.css'],
+              theme=dict(name='material', features=['navigation.sections', 'navigation.top', 'content.code.copy', 'search.highlight', 'search.suggest', 'toc.follow'],
+                         palette=dict(primary='indigo')),
+              plugins=['search'], hooks=[str(Path(__file__).resolve().parent/'mkdocs_hooks.py')],
+              markdown_extensions=['admonition', 'attr_list', 'md_in_html', 'tables', dict(toc=dict(permalink=True)), 'pymdownx.superfences',
+                                   dict(**{'pymdownx.highlight': dict(use_pygments=True)})],
+              validation=dict(links=dict(unrecognized_links='ignore', absolute_links='ignore', not_found='warn')))
+    (site_src/'mkdocs.yml').write_text(yaml.safe_dump(mk, sort_keys=False, allow_unicode=True))
+    env = dict(os.environ, NO_MKDOCS_2_WARNING='1')
+    r = subprocess.run([sys.executable, '-m', 'mkdocs', 'build', '--quiet', '--clean', '-f', str(site_src/'mkdocs.yml')], capture_output=True, text=True, env=env)
+    if r.returncode: sys.exit(f'mkdocs build failed:\n{r.stdout}\n{r.stderr}')
+    for fname, *_ in pages: print(f'{out.name}/{fname}')
 
     index = prepare(nbformat.read(proc/cfg.readme_nb, as_version=4), site, relative=False)[0]  # absolute links on GitHub
     new, path = readme(index, cfg), cfg.config_path/'README.md'

@@ -139,7 +139,9 @@ class TwoDomainCallback(Callback):
         self.pt, self.ft = self.pviews[0], f[nl:nl + nu]
         self.learn.pred = p[:nl]
 
-    def adapt_loss(self): raise NotImplementedError
+    def adapt_loss(self) -> torch.Tensor:
+        "The method's term for this batch, from the features entering the head (`self.fs`, `self.ft`) and the predictions (`self.ps`, `self.pt`, `self.pviews`): what a new method overrides."
+        raise NotImplementedError(f"{type(self).__name__} must define adapt_loss")
 
     def after_loss(self):
         if not (self.training and self.active): return
@@ -419,9 +421,9 @@ class SourceOnly(TwoDomainCallback):
 
 METHODS = {'source_only': SourceOnly, 'dann': DANN, 'cdan': CDAN, 'mmd': MMD, 'coral': CORAL, 'entropy': EntropyMin, 'mcc': MCC, 'fixmatch': FixMatch}
 
-def adapt_learner(model:nn.Module, # the classifier to train (copied), e.g. `DigitCNN`
-                  pair, # a `DomainPair`: labeled source, target pool (and labeled shots), target test
-                  method:str='dann', # a key of `METHODS`
+def adapt_learner(model:nn.Module, # the classifier to train (copied), e.g. DigitCNN
+                  pair, # a DomainPair: labeled source, target pool (and labeled shots), target test
+                  method:str='dann', # a key of METHODS
                   lam:float=1., # weight of the method's loss
                   validators=('IM', 'SND', 'TargetEntropy'), # label-free scores recorded each epoch
                   oracle:bool=False, # also record the target test accuracy (for judging validators only)

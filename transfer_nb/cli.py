@@ -26,7 +26,7 @@ def demo(source:str='syn', # source domain name
          seed:int=0, # seed of splits, initialisation and batches
          steps:int=400, # optimiser steps of fine-tuning and of scratch
          source_steps:int=600, # optimiser steps on the source
-         width:int=16, # `DigitCNN` width
+         width:int=16, # DigitCNN width
         ) -> dict:
     "Target test accuracy of source-only, fine-tuned and from-scratch CNNs on `source`→`target` with `shots` labels."
     t0 = time.time()

@@ -32,7 +32,7 @@ def default_device() -> torch.device:
     return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
 
 # %% ../nbs/00_core.ipynb #bf78a9c2
-def seed_everything(seed:int=0, # the seed for `random`, NumPy and PyTorch
+def seed_everything(seed:int=0, # the seed for random, NumPy and PyTorch
                     deterministic:bool=False): # also force deterministic cuDNN kernels
     "Seed every random number generator `transfer_nb` uses."
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool): raise TypeError(f"seed must be an int, got {seed!r}")
@@ -145,7 +145,7 @@ def _module_names(model:nn.Module) -> list:
     return [n for n, _ in model.named_modules(remove_duplicate=False) if n]
 
 def get_module(model:nn.Module, # the network
-               name:str, # a qualified module name; '' is `model` itself
+               name:str, # a qualified module name; '' is model itself
               ) -> nn.Module:
     "The sub-module of `model` called `name`, or an error naming close matches."
     if not isinstance(name, str): raise TypeError(f"a module name must be a string, got {type(name).__name__}")
@@ -202,7 +202,7 @@ def _has_params(m:nn.Module) -> bool: return any(True for _ in m.parameters())
 def _is_leaf(m:nn.Module) -> bool: return not any(True for _ in m.children())
 
 def body_levels(model:nn.Module, # the network
-                head:str, # the head's name (see `find_head`)
+                head:str, # the head's name (see find_head)
                ) -> list:
     "Names of the body's levels (parameter-holding blocks before the head), in order."
     seen = set()
@@ -221,7 +221,7 @@ def body_levels(model:nn.Module, # the network
     return list(walk('', model))
 
 def level_groups(model:nn.Module, # the network
-                 levels:list, # its levels (see `body_levels`)
+                 levels:list, # its levels (see body_levels)
                  head:str, # its head
                 ) -> list:
     "fastai parameter groups: one per level (parameters in no level join the first), then the head; disjoint and covering."
@@ -284,7 +284,7 @@ def norm_stats(x:torch.Tensor, # images N×C×H×W
     mean = s / n
     return mean.float().cpu(), (s2 / n - mean ** 2).clamp_min(1e-12).sqrt().float().cpu()
 
-def data_config(model:nn.Module, # a network, possibly wrapped in `Normalized`
+def data_config(model:nn.Module, # a network, possibly wrapped in Normalized
                ) -> dict:
     "What `model` expects of its input: `channels` (from its first layer), `size`, `mean` and `std` (from a `Normalized`), None where unknown."
     first = _first_layer(model)
@@ -437,7 +437,7 @@ def first_inputs(dls, # fastai DataLoaders (or one DataLoader)
 def classifier_learner(dls, # fastai DataLoaders of (x, y) batches
                        model:nn.Module, # the classifier
                        cls=Learner, # the Learner class
-                       **kwargs # passed to `cls` (splitter, metrics, cbs, …)
+                       **kwargs # passed to cls (splitter, metrics, cbs, …)
                       ) -> Learner: # the learner, with CUDA defaults on a GPU
     "A fastai `Learner` (or subclass `cls`) for classifying with `model` on `dls`, with level-wise parameter groups."
     if 'splitter' not in kwargs: kwargs['splitter'] = splitter_for(model, x=first_inputs(dls))
@@ -448,10 +448,10 @@ def classifier_learner(dls, # fastai DataLoaders of (x, y) batches
 
 def fit_classifier(dls, # fastai DataLoaders of (x, y) batches
                    model:nn.Module, # the classifier, trained in place
-                   epochs:int=5, # epochs of `fit_one_cycle`
+                   epochs:int=5, # epochs of fit_one_cycle
                    lr:float=3e-3, # its maximum learning rate
                    quiet:bool=True, # no progress bar or table
-                   **kwargs # passed to `classifier_learner`
+                   **kwargs # passed to classifier_learner
                   ) -> Learner: # the trained learner
     "Train `model` on `dls` with `fit_one_cycle(epochs, lr)` and return the `Learner`."
     epochs, lr = check_arg(epochs, 'epochs', int, lo=1), check_arg(lr, 'lr', lo=0, lo_open=True)

@@ -28,8 +28,8 @@ class Domain:
                  x:torch.Tensor, # images, N×C×H×W floats in [0, 1]
                  y:torch.Tensor, # labels, N longs in [0, len(classes))
                  classes:list, # class names
-                 origin:str=None, # the collection the images come from (`mnistm`'s come from `mnist`); the name by default
-                 ids:torch.Tensor=None, # each image's index in `origin`; 0..N-1 by default
+                 origin:str=None, # the collection the images come from (mnistm's come from mnist); the name by default
+                 ids:torch.Tensor=None, # each image's index in origin; 0..N-1 by default
                  about:str=''): # where the data came from
         n = len(classes)
         if not (torch.is_tensor(x) and x.ndim == 4 and x.is_floating_point()):
@@ -143,7 +143,7 @@ def _digit_matches(path) -> int:
     if g is None or (g.flatten(1).amax(1) == 0).any(): return 0
     return int(((_shape_features(g) @ _REF.T).argmax(1) == torch.arange(10)).sum())
 
-def digit_fonts(system:bool=False, # add the machine's own fonts to matplotlib's (then `syn` depends on the machine)
+def digit_fonts(system:bool=False, # add the machine's own fonts to matplotlib's (then syn depends on the machine)
                 min_match:int=6, # digits (of 10) that must look like DejaVu Sans's
                ) -> list:
     "Font files that draw the ten digits: matplotlib's bundled fonts, and the system's if asked."
@@ -160,7 +160,7 @@ def digit_fonts(system:bool=False, # add the machine's own fonts to matplotlib's
 
 # %% ../nbs/01_data.ipynb #cbcfb4ad
 def render_digits(n_per_class:int=600, # images of each digit
-                  fonts:list=None, # font files; `digit_fonts()` by default
+                  fonts:list=None, # font files; digit_fonts() by default
                   seed:int=0, # the randomness of font, size, stroke and rotation
                   max_rot:float=15.): # largest rotation in degrees
     "Render `n_per_class` images of each digit 0–9 as N×1×28×28 floats with labels."
@@ -187,7 +187,7 @@ _SYN_VERSION = 2  # bump when render_digits changes what it draws
 
 def load_syn(seed:int=0, # the rendering's randomness
              n_per_class:int=600, # images per digit
-             system_fonts:bool=False, # also use the machine's fonts (then `syn` depends on the machine)
+             system_fonts:bool=False, # also use the machine's fonts (then syn depends on the machine)
             ) -> Domain:
     "Synthetic digits rendered from fonts: 10 × `n_per_class` images, 1×28×28."
     fonts = digit_fonts(system_fonts)
@@ -287,8 +287,8 @@ def _parse_classes(spec:str, classes:list, name:str) -> list:
 @lru_cache(maxsize=None)
 def _load_base(name:str, seed:int) -> Domain: return DOMAINS[name](seed=seed)
 
-def load_domain(name:str, # a key of `DOMAINS`, optionally with a class selection: 'mnist:5-9'
-                seed:int=0, # seed of the random domains (`syn`, `mnistm`)
+def load_domain(name:str, # a key of DOMAINS, optionally with a class selection: 'mnist:5-9'
+                seed:int=0, # seed of the random domains (syn, mnistm)
                ) -> Domain:
     "The domain called `name`, as a `Domain` of N×C×28×28 images in [0, 1]."
     if not isinstance(name, str): raise TypeError(f"domain name must be a string, got {type(name).__name__}")
@@ -305,7 +305,7 @@ def load_domain(name:str, # a key of `DOMAINS`, optionally with a class selectio
     return Domain(name, d.x[mask], remap[d.y[mask]], [d.classes[i] for i in keep], d.origin, d.ids[mask], f"{d.about}; classes {spec}")
 
 # %% ../nbs/01_data.ipynb #3250f67f
-def show_domains(domains:list, # `Domain`s or names
+def show_domains(domains:list, # Domains or names
                  n:int=2, # examples per class
                  seed:int=0, # which examples
                  figsize_per:float=0.6): # inches per image
@@ -362,7 +362,7 @@ class Tensors:
     def c(self): return None if self.vocab is None else len(self.vocab)
     def to(self, device): # where the tensors go
         return Tensors(*(t.to(device) for t in self.ts), vocab=self.vocab)
-    def new_empty(self): return Tensors(*(t[:0] for t in self.ts), vocab=self.vocab)  # what `DataLoaders.new_empty` (used by `export`) asks for
+    def new_empty(self): return Tensors(*(t[:0] for t in self.ts), vocab=self.vocab)  # what DataLoaders.new_empty (used by export) asks for
 
 def _as_tensors(items) -> Tensors:
     "Images given to `test_dl`: a tensor N×C×H×W, a list of C×H×W tensors, or `Tensors`."
@@ -373,10 +373,10 @@ def _as_tensors(items) -> Tensors:
 
 class TensorDL(DataLoader):
     "fastai `DataLoader` over `Tensors` that indexes whole batches, kept on `device`; `repeat` passes over the data make one epoch."
-    def __init__(self, dataset, # `Tensors`, or images (a tensor or a list of tensors) as `test_dl` passes them
+    def __init__(self, dataset, # Tensors, or images (a tensor or a list of tensors) as test_dl passes them
                  device=None, # where the tensors live
                  repeat:int=1, # passes over the data in one epoch, each in its own order (few images: fewer, longer epochs)
-                 **kwargs): # passed to fastai's `DataLoader` (bs, shuffle, drop_last, after_batch, …)
+                 **kwargs): # passed to fastai's DataLoader (bs, shuffle, drop_last, after_batch, …)
         dataset = _as_tensors(dataset)
         if device is not None: dataset = dataset.to(device)
         self.repeat = check_arg(repeat, 'repeat', int, lo=1)
@@ -413,7 +413,7 @@ class TensorDL(DataLoader):
             cols[-1] = [vocab[int(i)] for i in lbl]
         return list(zip(*[c[:max_n] for c in cols]))
 
-def reseed(loaders, # a fastai `DataLoader`, `DataLoaders`, or a list of them
+def reseed(loaders, # a fastai DataLoader, DataLoaders, or a list of them
            seed:int): # the new seed
     "Restart the shuffling of fastai loaders from `seed`."
     if isinstance(loaders, DataLoader): loaders.rng = random.Random(seed)
@@ -507,7 +507,7 @@ class DomainPair:
                  shots, # labels per target class (None: every label of the split)
                  seed:int, # the split's seed
                  conversions:list, # how the domains were made to match (channels, size)
-                 settings:dict): # the other settings of `domain_pair` (bs, augment, device)
+                 settings:dict): # the other settings of domain_pair (bs, augment, device)
         self._source, self.target, self.unlabeled, self.test, self._src, self.tgt = source, target, unlabeled, test, src, tgt
         self.idx, self.shots, self.seed, self.conversions, self.settings = idx, shots, seed, conversions, settings
 
@@ -538,7 +538,7 @@ class DomainPair:
 
     def resplit(self, shots=..., # labeled target images per class (None: the pool); this pair's by default
                 seed:int=None, # this pair's by default
-                **settings # other settings of `domain_pair` (bs, augment, device)
+                **settings # other settings of domain_pair (bs, augment, device)
                ) -> DomainPair: # the pair, split again
         "The same domains split again with other `shots`, `seed` or settings."
         p = domain_pair(self._src, self.tgt, shots=self.shots if shots is ... else shots, seed=self.seed if seed is None else seed, **dict(self.settings, **settings))
@@ -580,18 +580,18 @@ class DomainPair:
             f"  changes   {'; '.join(self.conversions) or 'none'}"])
 
 # %% ../nbs/01_data.ipynb #2f4a6c8e
-def domain_pair(source, # source domain: a name for `load_domain`, a `Domain`, or None for a target-only pair
-                target, # target domain: a name or a `Domain`
+def domain_pair(source, # source domain: a name for load_domain, a Domain, or None for a target-only pair
+                target, # target domain: a name or a Domain
                 shots:int=None, # labeled target images per class; None: the whole target pool
                 seed:int=0, # seed of the splits, the shots and the loaders' shuffling
                 bs:int=64, # training batch size
                 channels:int=None, # convert both domains to this many channels (1 or 3)
                 size:tuple=None, # resize both domains to this (H, W)
-                model=None, # a network whose `data_config` gives `channels` and `size` when they are None
-                augment:str=None, # 'digits' or 'photos': `Augment` on the training loaders
+                model=None, # a network whose data_config gives channels and size when they are None
+                augment:str=None, # 'digits' or 'photos': Augment on the training loaders
                 min_batches:int=1, # training loaders repeat their data so an epoch has at least this many batches
                 data_seed:int=0, # seed of the random domains' data
-                device=None, # where the tensors live; `default_device()` when None
+                device=None, # where the tensors live; default_device() when None
                ) -> DomainPair:
     "Labeled source, few-shot target, unlabeled target pool and held-out target test, as fastai loaders."
     shots, seed, bs = check_arg(shots, 'shots', int, lo=1, allow_none=True), check_arg(seed, 'seed', int, lo=0), check_arg(bs, 'bs', int, lo=1)
@@ -679,10 +679,10 @@ def _decode(im:Image.Image, path, background:float) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
 
 def folder_domain(path, # a folder holding one sub-folder of images per class
-                  size:int=None, # resize to `size`×`size` (or an (H, W) tuple); the model's, or the images' own when None
+                  size:int=None, # resize to size×size (or an (H, W) tuple); the model's, or the images' own when None
                   channels:int=None, # 1 or 3; the model's, or 3 if any image has colour, else 1, when None
                   name:str=None, # defaults to the folder's name
-                  model=None, # a network whose `data_config` gives `size` and `channels`
+                  model=None, # a network whose data_config gives size and channels
                   background:float=0., # what transparent pixels are composited over (0 black … 1 white)
                  ) -> Domain:
     "A `Domain` from an image folder with one sub-folder per class."
@@ -714,9 +714,9 @@ def folder_domain(path, # a folder holding one sub-folder of images per class
 
 def folder_pair(source, # the source folder, or None for a target-only pair
                 target, # the target folder
-                size:int=None, # image size for both (see `folder_domain`)
-                model=None, # a network whose `data_config` gives size and channels
-                **kwargs # passed to `domain_pair`
+                size:int=None, # image size for both (see folder_domain)
+                model=None, # a network whose data_config gives size and channels
+                **kwargs # passed to domain_pair
                ) -> DomainPair: # the source/target pair of the folders
     "`domain_pair` of two image folders (one sub-folder per class each)."
     load = lambda f: None if f is None else folder_domain(f, size, model=model)

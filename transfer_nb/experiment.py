@@ -152,7 +152,9 @@ class RunStore:
             f.write(json.dumps(rec) + '\n'); f.flush(); os.fsync(f.fileno())
         self.records.append(rec)
 
-    def df(self) -> pd.DataFrame: return pd.DataFrame(self.records)
+    def df(self) -> pd.DataFrame:
+        "The runs on disk, one row each."
+        return pd.DataFrame(self.records)
 
 # %% ../nbs/05_experiment.ipynb #3d1b3a4f
 def _as_pair(pair, augment=None) -> DomainPair:
@@ -387,7 +389,7 @@ def compare(pair, # (source, target) names, 'syn,mnist', or any DomainPair (fold
             select_by:str='IM', # the validator that chooses an adaptation run's epoch (and grid point); None: the last epoch
             grid:dict=None, # {'lam': [...], 'lr': [...]}: hyperparameters tried for the adaptation methods
             out=None, # folder for runs.jsonl/config.json; resumes from it
-            overwrite:bool=False, # replace results of another configuration in `out`
+            overwrite:bool=False, # replace results of another configuration in out
             augment:str=None, # 'digits' or 'photos': augment the training batches (for built-in names)
             executor:str='serial', # 'serial', or 'ray': the runs as tasks on a Ray cluster (see Scaling out)
             ray_address:str=None, # the Ray cluster ('host:port'); None: a local one
@@ -513,7 +515,7 @@ def summary(df:pd.DataFrame, # records from compare
     cols = ['technique', 'uses', 'shots', 'target (%)', 'source (%)', 'seeds', 'collapsed', 'failed', 'regret', 'trainable', 'seconds', 'worse_than_scratch']
     return t[cols]
 
-def gap_table(df:pd.DataFrame, # records with `direct` and `scratch` at 'all' among them
+def gap_table(df:pd.DataFrame, # records with direct and scratch at 'all' among them
              ) -> pd.DataFrame:
     "The share (%) of the gap between source only (`direct`) and the ceiling (`scratch`, every label) each technique closes, from mean accuracies."
     d = selected(df)
@@ -710,7 +712,7 @@ def write_report(df:pd.DataFrame, # records from compare
     if command: (out/'command.txt').write_text(command + '\n')
     return out/'report.md'
 
-def load_runs(out, # a folder `compare` wrote (runs.jsonl, config.json)
+def load_runs(out, # a folder compare wrote (runs.jsonl, config.json)
              ) -> pd.DataFrame:
     "The records of a results folder, read only (nothing trains, nothing is rewritten); `attrs` holds its configuration and command line."
     out = Path(out)

@@ -236,17 +236,17 @@ def _reinit(m:nn.Module):
     for mod in m.modules():
         if hasattr(mod, 'reset_parameters'): mod.reset_parameters()
 
-def transfer_learner(source, # a trained `nn.Module`, or a pretrained backbone's name (see `pretrained`)
-                     dls, # the target's fastai `DataLoaders`
-                     strategy:str='fine_tune', # a key of `STRATEGIES`
-                     n_out:int=None, # target classes; read from `dls` when None
+def transfer_learner(source, # a trained nn.Module, or a pretrained backbone's name (see pretrained)
+                     dls, # the target's fastai DataLoaders
+                     strategy:str='fine_tune', # a key of STRATEGIES
+                     n_out:int=None, # target classes; read from dls when None
                      new_head:bool=False, # replace the head by a fresh Linear (needed when the classes differ)
                      keep_head:bool=False, # keep the source's head although the class names differ (they correspond)
-                     k:int=None, # shared levels for `shared_specific`; half of them when None
+                     k:int=None, # shared levels for shared_specific; half of them when None
                      reduction:int=4, # adapter bottleneck reduction
                      head:str=None, # the head, or a container holding it, when not the last Linear the forward pass runs
                      source_classes:list=None, # the source's class names, when it did not record them
-                     **kwargs # passed on to `Learner` (cbs, metrics, wd, …)
+                     **kwargs # passed on to Learner (cbs, metrics, wd, …)
                     ) -> TransferLearner: # the learner, frozen as the strategy says
     "A fastai `Learner` on a copy of `source`, set up for `strategy` on the target `dls`."
     if strategy not in STRATEGIES: raise ValueError(f"unknown strategy {strategy!r}; valid strategies: {', '.join(STRATEGIES)}")

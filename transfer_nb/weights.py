@@ -147,9 +147,9 @@ def _why_new(k:str, w_d, s_sd:dict, used:set, layer_map) -> str:
     return f"nothing corresponds; closest by name: {c} ({why})"
 
 # %% ../nbs/02_weights.ipynb #e804b88a
-def transfer_weights(src, # source `nn.Module`, or a state dict
+def transfer_weights(src, # source nn.Module, or a state dict
                      dst:nn.Module, # target network, changed in place
-                     match:str='auto', # 'auto', 'name' or 'shape'; ignored when `layer_map` is given
+                     match:str='auto', # 'auto', 'name' or 'shape'; ignored when layer_map is given
                      layer_map:dict=None, # {source prefix: target prefix}: transfer only these levels
                      slice_smaller:bool=False, # initialise smaller target tensors from a slice of the source's
                      warn:bool=True, # warn when nothing transfers or tensors mismatch
