@@ -8,14 +8,14 @@ element with that id; at an 800 px window the text column keeps at least 600 px 
 the search box, typed into, lists the symbol's section for a few symbol names. Links to other hosts are counted, not
 followed (this machine is offline). Writes screenshots of each page at 1400 and 800 px to `_docs/_check/` and exits 1
 listing every problem found. Also fails on a duplicate id, a page showing "Call self as a function.", a warning
-or a machine path, a raw markdown link `](` inside code, an empty table, code cut at the edge without a scrollbar,
+or a machine path, API entries out of their source order, a raw markdown link `](` inside code, an empty table, code cut at the edge without a scrollbar,
 a missing search index; and, before opening a browser, on warnings, stderr, paths or noise in the notebooks'
 committed outputs (tools/check_outputs.py) and on a public parameter without a docment (tools/check_api.py).
 `--selftest` first shows each page rule failing on a page made to break it.
 
     python tools/check_docs.py [--docs _docs] [--chromium /usr/bin/chromium] [--selftest]
 """
-import argparse, functools, http.server, json, re, shutil, sys, threading
+import argparse, functools, http.server, importlib, inspect, json, re, shutil, sys, threading
 from pathlib import Path
 from urllib.parse import unquote, urldefrag, urlparse
 
@@ -63,6 +63,29 @@ PAGE_RULES = """() => {
 }"""
 
 
+@functools.cache
+def source_lines() -> dict:
+    "Each public symbol of transfer_nb: (module, the line it is defined on)."
+    out = {}
+    for m in check_api.MODULES:
+        mod = importlib.import_module(f'transfer_nb.{m}')
+        for n in getattr(mod, '__all__', []):
+            try: out[n] = (m, inspect.getsourcelines(getattr(mod, n))[1])
+            except (TypeError, OSError): pass  # constants have no source lines
+    return out
+
+
+def out_of_order(headings) -> list:
+    "The API entries among `headings` that come before one defined above them in the same module."
+    seen, out = {}, []
+    for h in headings:
+        if h not in source_lines(): continue
+        m, line = source_lines()[h]
+        if line < seen.get(m, (0, ''))[0]: out.append(f'{h} is shown after {seen[m][1]}, which its module defines below it')
+        seen[m] = max(seen.get(m, (0, '')), (line, h))
+    return out
+
+
 def page_problems(pg) -> list:
     "What a reader would trip over on the page open in `pg`, at its current window width."
     errors = []
@@ -70,18 +93,19 @@ def page_problems(pg) -> list:
     errors += [f'duplicate id {i!r}' for i in sorted({i for i in all_ids if all_ids.count(i) > 1})]
     text = pg.inner_text('article')
     errors += [f'shows {bad!r}' for bad in BAD_TEXT if bad in text]
+    errors += out_of_order([h.strip() for h in pg.eval_on_selector_all('article h3', 'els => els.map(e => e.textContent)')])
     return errors + pg.evaluate(PAGE_RULES)
 
 
 BROKEN = """<article class="md-content__inner">
-<h1 id="a">A page built to break every rule</h1><p id="a">same id twice</p>
+<h1 id="a">A page built to break every rule</h1><p id="a">same id twice</p><h3>fit_classifier</h3><h3>evaluate</h3>
 <p>Call self as a function.</p><p>UserWarning: something</p><p>saved in /tmp/xyz</p>
 <pre><code>see [the docs](core.html#x)</code></pre>
 <table><thead><tr><th>epoch</th><th>train_loss</th></tr></thead><tbody></tbody></table>
 <pre style="overflow: hidden; width: 200px"><code style="overflow: hidden; display: block">""" + 'x = 1; ' * 60 + """</code></pre>
 </article>"""
 EXPECTED = ["duplicate id 'a'", "shows 'Call self as a function.'", "shows 'Warning:'", "shows '/tmp/'",
-            'raw markdown link inside code', 'empty table', 'code cut at the edge']
+            'raw markdown link inside code', 'empty table', 'code cut at the edge', 'evaluate is shown after fit_classifier']
 
 
 def run_selftest(browser) -> list:

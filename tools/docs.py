@@ -14,7 +14,7 @@ being cut, a table of contents per page. The Markdown and the generated `mkdocs.
     python tools/docs.py              # _docs/ and README.md
     python tools/docs.py --check      # the same, and exit 1 if README.md was out of date
 """
-import argparse, html, json, os, re, shutil, subprocess, sys
+import argparse, functools, html, importlib, inspect, json, os, re, shutil, subprocess, sys
 from pathlib import Path
 
 import nbformat, yaml
@@ -24,6 +24,12 @@ from nbdev.config import get_config
 from nbdev.doclinks import _build_modidx, _nbpath2html
 from nbdev.quarto import nbdev_sidebar, refresh_quarto_yml
 from nbdev.serve import proc_nbs
+import nbdev.processors
+
+# nbdev 2.4 inserts the show_doc cells of a cell that exports several symbols one by one at the same position, so
+# they come out in reverse; hand it the names reversed and the reference follows the source's order
+_def_names = nbdev.processors._def_names
+nbdev.processors._def_names = lambda cell, shown: _def_names(cell, shown)[::-1]
 
 CSS = """
 .tnb-description { font-size: 1.15em; opacity: .75; margin-top: -.6em; }
@@ -42,6 +48,14 @@ def directives(src):
     return opts, '\n'.join(lines)
 
 
+@functools.cache
+def public_classes() -> set:
+    "The names of the classes `transfer_nb` exports."
+    cfg = get_config()
+    mods = [importlib.import_module(f'{cfg.lib_name}.{p.stem}') for p in sorted(cfg.lib_path.glob('[!_]*.py'))]
+    return {n for m in mods for n in getattr(m, '__all__', []) if inspect.isclass(getattr(m, n, None))}
+
+
 def prepare(nb, site, relative=True):
     """Apply frontmatter and Quarto cell options to a processed notebook; return it, its title and description.
     Links to notebooks point at their pages: relative ones when `relative` (the site), else under `site` (the README)."""
@@ -49,6 +63,8 @@ def prepare(nb, site, relative=True):
         # Quarto's link attributes (show_doc's `[source](url){target="_blank" ...}`) as the HTML they stand for
         src = re.sub(r'\[([^\]]+)\]\(([^)\s]+)\)\{([^}]*)\}', r'<a href="\2" \3>\1</a>', src)
         if relative: src = src.replace(site, '')
+        # fastcore's signature block starts every callable with `def`; a class reads as one
+        src = re.sub(r'```python\ndef (\w+)\(', lambda m: f"```python\n{'class' if m[1] in public_classes() else 'def'} {m[1]}(", src)
         base = '' if relative else site
         return re.sub(r'\]\(([^)#:]+?)\.ipynb', lambda m: f']({base}{_nbpath2html(Path(m[1] + ".ipynb")).name}', src)
     fm, cells = {}, []
