@@ -128,7 +128,7 @@ def search(browser, base) -> list:
     for query, want in SEARCHES.items():
         pg.goto(base + 'index.html', wait_until='load')
         pg.fill('input.md-search__input', query)
-        try: pg.wait_for_selector('.md-search-result__item a', timeout=60000)
+        try: pg.wait_for_selector('.md-search-result__item a', timeout=180000)  # the browser builds the index first: slow on a loaded machine
         except Exception: problems.append(f'search: no results for {query!r}'); continue
         pg.wait_for_timeout(300)
         hrefs = [re.sub(r'\?[^#]*', '', h.split('/')[-1]) for h in pg.eval_on_selector_all('.md-search-result__item a', 'els => els.map(e => e.href)')]
