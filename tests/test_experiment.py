@@ -142,3 +142,16 @@ def test_transferability_scores_prefer_informative_features():
     p = torch.nn.functional.one_hot(y, 4).double() * 0.8 + 0.05
     assert leep(p, y) > leep(torch.full((400, 4), 0.25, dtype=torch.double), y)
     assert leep(torch.full((400, 4), 0.25, dtype=torch.double), y) == pytest.approx(torch.log(torch.tensor(0.25)).item())
+
+
+def test_summary_keeps_counts_integers_when_label_free_runs_are_mixed_in():
+    "Records read back from JSON hold NaN beside integers: the table still shows 10 labels and 35,674 parameters, not 10.0."
+    from transfer_nb.experiment import summary, md_table
+    recs = [dict(technique=t, seed=s, shots=k, status='ok', target_acc=0.5 + s / 100, source_acc=None, regret=r, trainable=n, seconds=1.)
+            for s in range(3) for t, k, r, n in (('source_only', None, 0.01, None), ('fixmatch', 10, 0.0, 35674))]
+    df = pd.DataFrame(recs)
+    assert df.shots.dtype == float  # NaN beside 10, as load_runs gives them
+    t = summary(df)
+    assert t.shots.tolist() == ['none (unlabeled)', 10] and t.trainable.tolist() == [None, 35674]
+    md = md_table(t)
+    assert '| 10 |' in md and '35,674' in md and '10.0' not in md

@@ -488,7 +488,7 @@ def summary(df:pd.DataFrame, # records from compare
            ) -> pd.DataFrame:
     "Mean ± std (%) per technique and label budget, with seeds, collapsed and failed runs, regret and the `worse_than_scratch` flag."
     d = selected(df).copy()
-    d['shots'] = d['shots'].apply(lambda k: 'none' if k is None or (isinstance(k, float) and np.isnan(k)) else k)
+    d['shots'] = d['shots'].apply(lambda k: 'none' if k is None or (isinstance(k, float) and np.isnan(k)) else int(k) if isinstance(k, float) else k)  # 10, not 10.0
     for c in ('source_acc', 'regret', 'trainable', 'status'):
         if c not in d: d[c] = None
     ok = d[d.status == 'ok']
@@ -498,7 +498,7 @@ def summary(df:pd.DataFrame, # records from compare
     cnt = lambda s: d[d.status == s].groupby(keys, sort=False).size().reindex(groups).fillna(0).astype(int).values
     t['collapsed'], t['failed'], t['seeds'] = cnt('collapsed'), cnt('failed'), t['n'].fillna(0).astype(int)
     t['regret'] = ok.groupby(keys, sort=False).regret.mean().reindex(groups).mul(100).round(1) if ok.regret.notna().any() else None
-    t['trainable'] = [None if pd.isna(v) else int(v) for v in ok.groupby(keys, sort=False).trainable.first().reindex(groups)]
+    t['trainable'] = pd.Series([None if pd.isna(v) else int(v) for v in ok.groupby(keys, sort=False).trainable.first().reindex(groups)], index=t.index, dtype=object)
     t['seconds'] = d.groupby(keys, sort=False).seconds.mean().reindex(groups).round(1)
     mean = ok.groupby(keys, sort=False).target_acc.mean().reindex(groups)
     std = ok.groupby(keys, sort=False).target_acc.std().reindex(groups).fillna(0)
