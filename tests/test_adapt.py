@@ -57,6 +57,7 @@ def test_each_method_fits_and_round_trips(pair, method, tmp_path):
     assert {'IM', 'SND', 'TargetEntropy', 'CollapseShare', 'oracle_target_acc'} <= set(names)
     assert all(v == v for v in learn.recorder.values[-1])  # no NaN
     learn.export(tmp_path/'a.pkl')
+    assert (tmp_path/'a.pkl').stat().st_size < 2_000_000  # the networks, not the 3,500 pool images (11 MB) that a slice t[:0] pickled
     back = load_learner(tmp_path/'a.pkl')
     x = pair.test.dataset.ts[0][:4].cpu()
     torch.testing.assert_close(back.model.eval()(x), learn.model.eval().cpu()(x))
@@ -194,3 +195,17 @@ def test_select_picks_by_the_validator_and_reports_regret():
     s = select(pd.concat([h[:3], h[3:]]), 'IM').set_index('method')  # concatenated runs repeat index labels
     assert s.loc['a', 'epoch'] == 1 and s.loc['a', 'regret'] == pytest.approx(0.2) and s.loc['b', 'regret'] == pytest.approx(0.4)
     with pytest.raises(ValueError, match="no column 'SNDX' to select by"): select(h, 'SNDX')
+
+
+@pytest.mark.parametrize('kind', ['shot', 'tent'])
+def test_source_free_and_test_time_learners_survive_export(pair, source_model, kind, tmp_path):
+    "SHOT and TENT learners, after a fit, export and load back into the same network (their data is not pickled)."
+    seed_everything(0)
+    learn = shot_learner(source_model, pair.unlabeled, test=pair.test) if kind == 'shot' else tent_learner(source_model, pair.test)
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+    learn.export(tmp_path/'a.pkl')
+    back = load_learner(tmp_path/'a.pkl')
+    x = pair.test.dataset.ts[0][:4].cpu()
+    torch.testing.assert_close(back.model.eval()(x), learn.model.eval().cpu()(x))
+    assert (tmp_path/'a.pkl').stat().st_size < 2_000_000  # the network, not the target's images
+    with back.no_bar(): assert back.get_preds(dl=back.dls.test_dl(x))[0].shape == (4, 10)

@@ -362,7 +362,7 @@ class Tensors:
     def c(self): return None if self.vocab is None else len(self.vocab)
     def to(self, device): # where the tensors go
         return Tensors(*(t.to(device) for t in self.ts), vocab=self.vocab)
-    def new_empty(self): return Tensors(*(t[:0] for t in self.ts), vocab=self.vocab)  # what DataLoaders.new_empty (used by export) asks for
+    def new_empty(self): return Tensors(*(t.new_empty((0, *t.shape[1:])) for t in self.ts), vocab=self.vocab)  # what DataLoaders.new_empty (used by export) asks for: new storage, as a slice t[:0] would pickle every image
 
 def _as_tensors(items) -> Tensors:
     "Images given to `test_dl`: a tensor N×C×H×W, a list of C×H×W tensors, or `Tensors`."
