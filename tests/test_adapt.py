@@ -165,6 +165,8 @@ def test_tent_predicts_each_batch_before_adapting_and_beats_the_unadapted_model(
     assert torch.equal(learn.tent.preds[0], first)
     learn.tent.reset(); assert torch.equal(learn.model.head.weight, source_model.head.weight)
     with pytest.raises(ValueError, match="has no BatchNorm layer: TENT adapts"): tent_learner(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), pair.test)
+    with pytest.raises(ValueError, match="Sequential has no BatchNorm layer with running statistics: AdaBN has nothing to re-estimate"):
+        adabn(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), pair.unlabeled)
 
 
 def test_mcc_and_fixmatch_arguments():

@@ -110,6 +110,7 @@ def test_grid_runs_each_point_and_summary_picks_by_the_validator(tmp_path):
     assert len(sel) == 1 and sel.iloc[0].chosen_score == df.chosen_score.max()
     assert sel.iloc[0].oracle_best == df.oracle_best.max() and sel.iloc[0].regret >= 0
     with pytest.raises(ValueError, match="grid takes 'lam' and 'lr'"): compare(('uci', 'mnist'), ['dann'], grid={'beta': [1]}, **KW)
+    with pytest.raises(ValueError, match=r"grid\['lam'\] must be a non-empty list of values, got \[\]"): compare(('uci', 'mnist'), ['dann'], grid={'lam': []}, **KW)
 
 
 def test_failed_run_is_recorded_and_the_sweep_goes_on(monkeypatch, tmp_path):
