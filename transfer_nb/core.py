@@ -8,7 +8,7 @@ import difflib, hashlib, math, random, warnings
 from functools import partial
 import numpy as np, torch
 from torch import nn
-import transfer_nb  # first: the package filters fastai's import-time FutureWarning
+import transfer_nb  # first: the package silences fastai's import-time deprecation notice
 from fastai.learner import Learner
 from fastai.callback.core import Callback, CancelValidException
 from fastai.metrics import accuracy
