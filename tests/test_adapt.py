@@ -48,6 +48,15 @@ def test_adabn_changes_only_batchnorm_buffers(pair):
     assert m.training  # mode restored
 
 
+def exported(learn, x, path):
+    "Export `learn`, load it back, and check it computes what `learn` does on `x` and carries no target images."
+    learn.export(path)
+    assert path.stat().st_size < 2_000_000  # the networks, not the 3,500 pool images (11 MB) that a slice t[:0] pickled
+    back = load_learner(path)
+    torch.testing.assert_close(back.model.eval()(x), learn.model.eval().cpu()(x))
+    return back
+
+
 @pytest.mark.parametrize('method', list(METHODS))
 def test_each_method_fits_and_round_trips(pair, method, tmp_path):
     seed_everything(0)
@@ -56,11 +65,8 @@ def test_each_method_fits_and_round_trips(pair, method, tmp_path):
     names = learn.recorder.metric_names
     assert {'IM', 'SND', 'TargetEntropy', 'CollapseShare', 'oracle_target_acc'} <= set(names)
     assert all(v == v for v in learn.recorder.values[-1])  # no NaN
-    learn.export(tmp_path/'a.pkl')
-    assert (tmp_path/'a.pkl').stat().st_size < 2_000_000  # the networks, not the 3,500 pool images (11 MB) that a slice t[:0] pickled
-    back = load_learner(tmp_path/'a.pkl')
     x = pair.test.dataset.ts[0][:4].cpu()
-    torch.testing.assert_close(back.model.eval()(x), learn.model.eval().cpu()(x))
+    back = exported(learn, x, tmp_path/'a.pkl')
     assert isinstance(back.model, WithDiscriminator) == (method in ('dann', 'cdan'))
     with back.no_bar():  # an exported learner predicts, gets predictions and validates on new images (F6)
         preds, _ = back.get_preds(dl=back.dls.test_dl(x))
@@ -205,9 +211,6 @@ def test_source_free_and_test_time_learners_survive_export(pair, source_model, k
     seed_everything(0)
     learn = shot_learner(source_model, pair.unlabeled, test=pair.test) if kind == 'shot' else tent_learner(source_model, pair.test)
     with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
-    learn.export(tmp_path/'a.pkl')
-    back = load_learner(tmp_path/'a.pkl')
     x = pair.test.dataset.ts[0][:4].cpu()
-    torch.testing.assert_close(back.model.eval()(x), learn.model.eval().cpu()(x))
-    assert (tmp_path/'a.pkl').stat().st_size < 2_000_000  # the network, not the target's images
+    back = exported(learn, x, tmp_path/'a.pkl')
     with back.no_bar(): assert back.get_preds(dl=back.dls.test_dl(x))[0].shape == (4, 10)

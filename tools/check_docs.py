@@ -54,13 +54,11 @@ PAGE_RULES = """() => {
     const cells = [...t.querySelectorAll('td')];
     if (!cells.length || cells.every(td => !td.textContent.trim())) out.push(`empty table: ${t.innerText.slice(0, 60).replace(/\\s+/g, ' ')}`);
   }
-  for (const p of document.querySelectorAll('article pre')) {
-    const box = p.querySelector('code') || p, ox = getComputedStyle(box).overflowX;
-    if (box.scrollWidth > box.clientWidth + 1 && !['auto', 'scroll'].includes(ox))
-      out.push(`code cut at the edge (no scrollbar): ${box.textContent.trim().slice(0, 50)}`);
-  }
   return out;
 }"""
+CLIPPED_CODE = """() => [...document.querySelectorAll('article pre')].map(p => p.querySelector('code') || p)
+  .filter(box => box.scrollWidth > box.clientWidth + 1 && !['auto', 'scroll'].includes(getComputedStyle(box).overflowX))
+  .map(box => `code cut at the edge (no scrollbar): ${box.textContent.trim().slice(0, 50)}`)"""  # at each window width
 
 
 @functools.cache
@@ -94,7 +92,7 @@ def page_problems(pg) -> list:
     text = pg.inner_text('article')
     errors += [f'shows {bad!r}' for bad in BAD_TEXT if bad in text]
     errors += out_of_order([h.strip() for h in pg.eval_on_selector_all('article h3', 'els => els.map(e => e.textContent)')])
-    return errors + pg.evaluate(PAGE_RULES)
+    return errors + pg.evaluate(PAGE_RULES) + pg.evaluate(CLIPPED_CODE)
 
 
 BROKEN = """<article class="md-content__inner">
@@ -174,7 +172,7 @@ def main(docs='_docs', chromium=None, selftest=False):
                                     'document.documentElement.scrollWidth - window.innerWidth]')
             if col < MIN_COLUMN: errors.append(f'text column {col:.0f} px wide at 800 px (needs {MIN_COLUMN})')
             if over > 0: errors.append(f'the page overflows an 800 px window by {over} px')
-            errors += [f'at 800 px: {e}' for e in pg.evaluate(PAGE_RULES) if e.startswith('code cut')]
+            errors += [f'at 800 px: {e}' for e in pg.evaluate(CLIPPED_CODE)]
             pg.screenshot(path=str(shots/(Path(name).stem + '-800.png')), full_page=False)
             pg.close()
             problems += [f'{name}: {e}' for e in dict.fromkeys(errors)]
