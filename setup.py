@@ -18,8 +18,9 @@ lic = licenses[cfg['license'].lower()]
 min_python = cfg['min_python']
 requirements = shlex.split(cfg.get('requirements', ''))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
-# optional features: `pip install transfer_nb[distributed]` (data-parallel fits), `[ray]` (sweeps on a Ray cluster), `[timm]` (timm backbones)
-extras = {k: shlex.split(cfg.get(f'{k}_requirements', '')) for k in ('distributed', 'ray', 'timm')}
+# optional features: `pip install transfer_nb[distributed]` (data-parallel fits), `[ray]` (sweeps on a Ray cluster), `[timm]` (timm backbones);
+# `[test]`: what pytest needs on the versions a plain install resolves
+extras = {k: shlex.split(cfg.get(f'{k}_requirements', '')) for k in ('distributed', 'ray', 'timm', 'test')}
 
 setuptools.setup(
     name=cfg['lib_name'], version=cfg['version'], license=lic[0],

@@ -88,7 +88,7 @@ def test_compare_on_a_target_only_folder_with_a_pretrained_backbone(tmp_path):
     df = compare(pair, ['linear_probe', 'fine_tune'], seeds=(0,), shots=(3,), model='efficientnet-lite0', steps=3)
     assert set(df.status) == {'ok'} and df.source_acc.isna().all()
     assert df.attrs['config']['model'] == 'pretrained efficientnet-lite0' and df.attrs['config']['fingerprints']['source'] is None
-    with pytest.raises(ValueError, match="dann train on source data, and this pair is target-only"): compare(pair, ['dann'], model='efficientnet-lite0')
+    with pytest.raises(ValueError, match="dann cannot run here: it trains on source data, and the pair has none"): compare(pair, ['dann'], model='efficientnet-lite0')
     with pytest.raises(ValueError, match="a target-only pair has no source data to train a source model on"): compare(pair, ['full'])
 
 
@@ -125,7 +125,7 @@ def test_failed_run_is_recorded_and_the_sweep_goes_on(monkeypatch, tmp_path):
     assert st['full'] == 'failed' and st['scratch'] == 'ok' and 'RuntimeError: disk on fire' in df.set_index('technique').error['full']
     s = summary(df).set_index('technique')
     assert s.loc['full', 'failed'] == 1 and s.loc['full', 'seeds'] == 0
-    assert 'full, seed 0: RuntimeError: disk on fire' in write_report(df, tmp_path).read_text()
+    assert 'full, seed 0, shots 2: RuntimeError: disk on fire' in write_report(df, tmp_path).read_text()
 
 
 def test_check_techniques():

@@ -92,6 +92,7 @@ def test_f3_the_same_configuration_gives_the_same_records_in_two_processes():
     outs = [subprocess.run([sys.executable, '-c', COMPARE_IN_A_PROCESS], capture_output=True, text=True, timeout=600) for _ in range(2)]
     for o in outs: assert o.returncode == 0, o.stderr
     a, b = (json.loads(o.stdout.strip().splitlines()[-1]) for o in outs)
+    assert [r['technique'] for r in a if r['status'] == 'failed'] == []  # two identical failures would be identical too
     assert a == b  # bit-identical records, timings aside
     seed_everything(3)
     p = domain_pair('uci', 'mnist', shots=3, seed=1)

@@ -37,6 +37,36 @@ def test_processes_that_disagree_refuse_to_start(tmp_path):
     assert not (tmp_path/'bad').exists() or not list((tmp_path/'bad').iterdir())  # nothing trained, nothing written
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize('method', ['dann', 'fixmatch', 'shot', 'tent'])
+def test_every_kind_of_learner_trains_under_torchrun(tmp_path, method):
+    "adapt_learner (its unlabeled and labeled target loaders sharded), shot_learner and tent_learner under 2 processes on gloo."
+    r = subprocess.run([str(TORCHRUN), '--nproc_per_node', '2', '--master_port', str(29500 + os.getpid() % 1000), str(HERE/'ddp_adapt.py'), str(tmp_path), method],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r0, r1 = (json.loads((tmp_path/f'rank{k}.json').read_text()) for k in (0, 1))
+    assert r0['world'] == 2 and r0['weights'] == r1['weights'] and r0['last'] == r1['last']  # DDP keeps the processes in step
+    if method == 'tent': assert 0 <= r0['tent'] <= 1
+
+
+def _torchrun_cli(tmp_path, *args):
+    return subprocess.run([str(TORCHRUN), '--nproc_per_node', '2', '--master_port', str(29500 + os.getpid() % 1000), '--no-python',
+                           str(Path(sys.executable).parent/'transfer_nb'), 'compare', '--source', 'uci', '--target', 'mnist', '--seeds', '1',
+                           '--width', '4', '--shots', '2', '--out', str(tmp_path), *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_compare_under_torchrun(tmp_path):
+    "The command under torchrun: process 0 writes the records and the report, every technique kind runs, and a sweep whose runs fail exits non-zero."
+    r = _torchrun_cli(tmp_path/'ok', '--steps', '4', '--source-steps', '8', '--strategies', 'scratch,fine_tune,dann,fixmatch,shot,tent,adabn')
+    assert r.returncode == 0, r.stderr[-3000:]
+    recs = [json.loads(l) for l in (tmp_path/'ok'/'runs.jsonl').read_text().splitlines()]
+    assert len(recs) == 7 and all(x['status'] != 'failed' for x in recs), recs
+    assert (tmp_path/'ok'/'report.md').exists() and r.stdout.count('report: ') == 1  # one process speaks
+    r = _torchrun_cli(tmp_path/'bad', '--steps', '4', '--source-steps', '8', '--strategies', 'scratch', '--lr', '1e6')
+    assert r.returncode != 0 and 'every run failed: DivergenceError' in r.stderr
+
+
 ray = pytest.importorskip('ray')
 
 

