@@ -75,7 +75,7 @@ def test_new_head_keeps_source_body_and_head_copy(setup):
     learn = transfer_learner(src, task.target, 'fine_tune', new_head=True)
     assert learn.model.head.out_features == 5 and torch.equal(learn.model.body[2][0].weight, src.body[2][0].weight)
     r = run_strategy(src, task, 'linear_probe', epochs=1)
-    assert set(r) == {'strategy', 'target_acc', 'source_acc', 'trainable', 'seconds', 'steps', 'train_loss', 'loss_curve'}
+    assert set(r) == {'strategy', 'target_acc', 'source_acc', 'trainable', 'seconds', 'steps', 'train_loss', 'loss_curve', 'collapse_share'}
     assert r['trainable'] == 5 * 32 + 5 and r['source_acc'] is None  # a 10-digit source does not answer the task split's 5 source classes
     assert r['steps'] == len(task.target.train) and r['loss_curve'][-1][0] == r['steps'] and r['train_loss'] > 0  # one epoch's steps, all recorded
 

@@ -9,7 +9,7 @@ from functools import partial
 import pandas as pd, torch, torch.nn.functional as F
 from torch import nn
 from .core import (evaluate, check_arg, get_module, find_head, body_levels, level_groups, first_inputs, DivergenceError,
-                              CheckFinite, cuda_defaults, distributed, unwrap)
+                              CheckFinite, cuda_defaults, distributed, unwrap, collapse_share)
 from .data import Augment, Tensors, TensorDL, reseed
 from fastai.callback.core import Callback
 from fastai.data.core import DataLoaders
@@ -18,12 +18,11 @@ from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy
 
 # %% auto #0
-__all__ = ['COLLAPSE_SHARE', 'VALIDATORS', 'METHODS', 'adabn', 'classifier_of', 'WithDiscriminator', 'mcc_loss',
-           'TwoDomainCallback', 'GradReverse', 'grl_coeff', 'DANN', 'CDAN', 'mmd', 'coral', 'MMD', 'CORAL',
-           'EntropyMin', 'MCC', 'FixMatch', 'target_outputs', 'im_score', 'entropy_score', 'snd_score',
-           'collapse_share', 'TargetOutputs', 'Validator', 'IM', 'SND', 'TargetEntropy', 'CollapseShare',
-           'TargetAccuracy', 'adapt_splitter', 'SourceOnly', 'adapt_learner', 'shot_pseudo_labels', 'SHOT',
-           'shot_learner', 'TENT', 'tent_learner', 'history', 'select']
+__all__ = ['VALIDATORS', 'METHODS', 'adabn', 'classifier_of', 'WithDiscriminator', 'mcc_loss', 'TwoDomainCallback', 'GradReverse',
+           'grl_coeff', 'DANN', 'CDAN', 'mmd', 'coral', 'MMD', 'CORAL', 'EntropyMin', 'MCC', 'FixMatch',
+           'target_outputs', 'im_score', 'entropy_score', 'snd_score', 'TargetOutputs', 'Validator', 'IM', 'SND',
+           'TargetEntropy', 'CollapseShare', 'TargetAccuracy', 'adapt_splitter', 'SourceOnly', 'adapt_learner',
+           'shot_pseudo_labels', 'SHOT', 'shot_learner', 'TENT', 'tent_learner', 'history', 'select']
 
 # %% ../nbs/04_adapt.ipynb #1c83556a
 @torch.no_grad()
@@ -335,13 +334,6 @@ def snd_score(p:torch.Tensor, # target probabilities (unused)
     s.fill_diagonal_(float('-inf'))
     return _entropy((s / T).softmax(1)).mean().item()
 
-COLLAPSE_SHARE = 0.9
-
-def collapse_share(p:torch.Tensor, # predicted probabilities, N×C
-                  ) -> float:
-    "The share of the images given the most frequent predicted class."
-    return torch.bincount(p.argmax(1), minlength=p.shape[1]).max().item() / len(p)
-
 def _state_key(model:nn.Module) -> tuple:
     "Changes whenever a weight or buffer of `model` is changed in place or replaced."
     return tuple((t.data_ptr(), t._version) for t in [*model.parameters(), *model.buffers()])
@@ -437,6 +429,9 @@ def adapt_learner(model:nn.Module, # the classifier to train (copied), e.g. Digi
     bad = [v for v in validators if v not in VALIDATORS]
     if bad: raise ValueError(f"unknown validators {bad}; valid: {', '.join(VALIDATORS)}")
     if not pair.has_source: raise ValueError(f"{method} adapts from labeled source data, and this pair is target-only: use shot_learner (source-free) or tent_learner (test-time)")
+    if method != 'source_only' and not pair.same_classes:  # source_only also trains a source model for a new task
+        raise ValueError(f"{method} trains one head on the source's classes and scores the target with it, and the classes differ (source "
+                         f"{pair.src.classes}, target {pair.tgt.classes}): a new task takes fine-tuning with a new head (transfer_learner(..., new_head=True))")
     net = copy.deepcopy(model).to(pair.source.train.dataset.ts[0].device)
     head = find_head(net, x=first_inputs(pair.source))
     levels = body_levels(net, head)

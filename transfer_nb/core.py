@@ -18,11 +18,11 @@ from fastai.torch_core import num_distrib, rank_distrib
 from fastcore.foundation import L
 
 # %% auto #0
-__all__ = ['default_device', 'seed_everything', 'check_arg', 'DivergenceError', 'CheckFinite', 'ValidateAtEnd', 'DigitCNN',
-           'RegressionMLP', 'ModuleNotFound', 'get_module', 'set_module', 'find_head', 'body_levels', 'level_groups',
-           'InputNorm', 'Normalized', 'norm_stats', 'data_config', 'on_cuda', 'cuda_defaults', 'mean_std', 'unwrap',
-           'distributed', 'n_params', 'evaluate', 'splitter_for', 'first_inputs', 'classifier_learner',
-           'fit_classifier', 'ProgressLog']
+__all__ = ['COLLAPSE_SHARE', 'default_device', 'seed_everything', 'check_arg', 'DivergenceError', 'CheckFinite', 'ValidateAtEnd',
+           'DigitCNN', 'RegressionMLP', 'ModuleNotFound', 'get_module', 'set_module', 'find_head', 'body_levels',
+           'level_groups', 'InputNorm', 'Normalized', 'norm_stats', 'data_config', 'on_cuda', 'cuda_defaults',
+           'mean_std', 'unwrap', 'distributed', 'n_params', 'evaluate', 'class_predictions', 'collapse_share',
+           'splitter_for', 'first_inputs', 'classifier_learner', 'fit_classifier', 'ProgressLog']
 
 # %% ../nbs/00_core.ipynb #eb71a999
 def default_device() -> torch.device:
@@ -369,6 +369,25 @@ def evaluate(model:nn.Module, # a classifier
     finally: model.train(was_training)
     if total == 0: raise ValueError("evaluate got an empty loader")
     return correct.item() / total
+
+@torch.no_grad()
+def class_predictions(model:nn.Module, # a classifier
+                      x:torch.Tensor, # images, N×C×H×W
+                      bs:int=512, # images per forward pass
+                     ) -> torch.Tensor:
+    "The class `model` (in eval mode) predicts for each image of `x`: N longs."
+    was, dev = model.training, next(model.parameters()).device
+    model.eval()
+    try: return torch.cat([model(x[i:i+bs].to(dev)).argmax(1).cpu() for i in range(0, len(x), bs)])
+    finally: model.train(was)
+
+COLLAPSE_SHARE = 0.9  # a model that gives one class to this share of the images has collapsed
+
+def collapse_share(p:torch.Tensor, # predicted probabilities N×C, or predicted classes N
+                  ) -> float:
+    "The share of the images given the most frequent predicted class (≥ `COLLAPSE_SHARE`: collapsed)."
+    c = p.argmax(1) if p.ndim == 2 else p
+    return torch.bincount(c).max().item() / len(c)
 
 # %% ../nbs/00_core.ipynb #61fa0f41
 def splitter_for(model:nn.Module, # the network

@@ -11,7 +11,8 @@ import numpy as np, torch, torch.nn.functional as F
 from .core import default_device, check_arg, data_config
 import matplotlib, matplotlib.pyplot as plt
 import PIL
-from PIL import Image, ImageDraw, ImageFont, features
+from PIL import Image, ImageDraw, ImageFont, ImageOps, features
+from fastai.data.transforms import get_files
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 
@@ -492,15 +493,33 @@ class Augment:
     def __repr__(self): return f"Augment({self.kind!r}{', strong' if self.strong else ''})"
 
 # %% ../nbs/01_data.ipynb #91e061fd
-def _stratified(y:torch.Tensor, rng:np.random.Generator) -> list:
-    "For each class, its indices in a seeded random order."
-    return [rng.permutation(np.flatnonzero(y.numpy() == c)) for c in range(int(y.max()) + 1)]
+def _content_hashes(d:Domain) -> list:
+    "A digest of each image's content (identical images, identical digests)."
+    return [hashlib.sha1(r.tobytes()).digest() for r in d.x.reshape(len(d), -1).detach().cpu().contiguous().numpy()]
 
-def _split(perms:list, fracs:tuple) -> list:
-    "Cut each class's permutation by `fracs` (the last part takes the rest)."
+def _groups(hashes:list) -> np.ndarray:
+    "For each image, the position of the first image with the same content."
+    first = {}
+    return np.array([first.setdefault(h, i) for i, h in enumerate(hashes)], dtype=np.int64)
+
+def _stratified(y:torch.Tensor, rng:np.random.Generator, groups:np.ndarray=None) -> list:
+    "For each class, its indices in a seeded random order; identical images (same `groups`) next to each other."
+    out = []
+    for c in range(int(y.max()) + 1):
+        idx = np.flatnonzero(y.numpy() == c)
+        if groups is None or len(np.unique(groups[idx])) == len(idx): out.append(rng.permutation(idx)); continue
+        g = groups[idx]
+        out.append(np.concatenate([idx[g == k] for k in rng.permutation(np.unique(g))]))
+    return out
+
+def _split(perms:list, fracs:tuple, groups:np.ndarray=None) -> list:
+    "Cut each class's permutation by `fracs` (the last part takes the rest), never between identical images."
     parts = [[] for _ in fracs]
     for p in perms:
         cuts = np.cumsum([round(f * len(p)) for f in fracs[:-1]])
+        if groups is not None:
+            g = groups[p]
+            cuts = [next((k for k in range(c, len(p)) if k == 0 or g[k] != g[k - 1]), len(p)) for c in cuts]
         for i, s in enumerate(np.split(p, cuts)): parts[i].append(s)
     return parts
 
@@ -575,6 +594,7 @@ class DomainPair:
         d = dict(target=self.tgt.name, target_about=self.tgt.about, classes=self.tgt.classes, image='×'.join(map(str, self.tgt.shape)),
                  conversions=self.conversions, **{f'n_{k}': len(v) for k, v in self.idx.items()})
         if self.has_source: d.update(source=self._src.name, source_about=self._src.about)
+        if self.has_source and not self.same_classes: d['source_classes'] = self._src.classes
         return d
 
     def __repr__(self):
@@ -588,7 +608,26 @@ class DomainPair:
         return '\n'.join([
             f"{head}, images {'×'.join(map(str, self.tgt.shape))}, seed {self.seed}", src,
             f"  target    train {n['target_train']:>5} ({shots}) · valid {n['target_valid']} · unlabeled {n['unlabeled']} · test {n['test']} (held out)",
+            f"  classes   {self.class_counts()}",
             f"  changes   {'; '.join(self.conversions) or 'none'}"])
+
+    def split_counts(self) -> dict:
+        "Images per target class in each split of the target (and per source class in the source's): {split: {class: n}}."
+        out = {}
+        for k, i in self.idx.items():
+            d = self._src if k.startswith('source') else self.tgt
+            if d is None: continue
+            out[k] = dict(zip(map(str, d.classes), torch.bincount(d.y[i], minlength=len(d.classes)).tolist()))
+        return out
+
+    def class_counts(self, n:int=6, # classes named at most
+                    ) -> str:
+        "The target's classes and its test images per class, on one line."
+        t = self.split_counts()['test']
+        names = ', '.join(list(t)[:n]) + (f", … ({len(t)} classes)" if len(t) > n else '')
+        per = (f"{min(t.values())} each" if len(set(t.values())) == 1 else ', '.join(f"{c}: {k}" for c, k in list(t.items())[:n])
+               + (f", … ({min(t.values())}–{max(t.values())})" if len(t) > n else ''))
+        return f"{names}; test images per class: {per}"
 
 # %% ../nbs/01_data.ipynb #2f4a6c8e
 def domain_pair(source, # source domain: a name for load_domain, a Domain, or None for a target-only pair
@@ -630,17 +669,28 @@ def domain_pair(source, # source domain: a name for load_domain, a Domain, or No
             if d.shape[1:] != size: conversions.append(f"{role} {d.name} resized {'×'.join(map(str, d.shape[1:]))}→{'×'.join(map(str, size))}")
     tgt = convert_domain(tgt, want, size)
     if src is not None: src = convert_domain(src, want, size)
+    if src is not None and src.classes != tgt.classes and sorted(map(str, src.classes)) == sorted(map(str, tgt.classes)):
+        order = {str(c): i for i, c in enumerate(src.classes)}  # classes correspond by name, not by position
+        tgt = Domain(tgt.name, tgt.x, torch.tensor([order[str(c)] for c in tgt.classes])[tgt.y], list(src.classes), tgt.origin, tgt.ids, tgt.about)
+        conversions.append("target classes put in the source's order (matched by name)")
 
-    t_test, t_valid, t_pool = _split(_stratified(tgt.y, np.random.default_rng([seed, 1])), (0.2, 0.1, 0.7))
+    th = _content_hashes(tgt); tg = _groups(th)
+    t_test, t_valid, t_pool = _split(_stratified(tgt.y, np.random.default_rng([seed, 1]), tg), (0.2, 0.1, 0.7), tg)
+    if len(tg) > len(np.unique(tg)): conversions.append(f"target: {len(tg) - len(np.unique(tg))} images are copies of others; each image and its copies kept in one split")
     s_train = s_valid = []
     if src is not None:
-        s_train, s_valid = _split(_stratified(src.y, np.random.default_rng([seed, 0])), (0.8, 0.2))
+        sh = _content_hashes(src); sg = _groups(sh)
+        s_train, s_valid = _split(_stratified(src.y, np.random.default_rng([seed, 0]), sg), (0.8, 0.2), sg)
+        if len(sg) > len(np.unique(sg)): conversions.append(f"source: {len(sg) - len(np.unique(sg))} images are copies of others; each image and its copies kept in one split")
+        test, tested = np.concatenate(t_test), {th[j] for j in np.concatenate(t_test)}
+        rules = [(np.array([h in tested for h in sh]), "identical to target test images")]  # a copy of a test image is never trained on
         if src.origin == tgt.origin:  # e.g. mnist → mnistm: no source image may be the original of a target test image
-            held = torch.isin(src.ids, tgt.ids[torch.from_numpy(np.concatenate(t_test)).long()]).numpy()
+            rules.append((torch.isin(src.ids, tgt.ids[torch.from_numpy(test).long()]).numpy(), "their originals are in the target test set"))
+        for held, why in rules:
             n_before = sum(map(len, s_train + s_valid))
             s_train, s_valid = [[a[~held[a]] for a in part] for part in (s_train, s_valid)]
             dropped = n_before - sum(map(len, s_train + s_valid))
-            if dropped: conversions.append(f"source: {dropped} images left out, their originals are in the target test set")
+            if dropped: conversions.append(f"source: {dropped} images left out, {why}")
     if shots is not None:
         for c, p in enumerate(t_pool):
             if shots > len(p): raise ValueError(f"shots={shots} but target class {tgt.classes[c]!r} has only {len(p)} images in its training pool")
@@ -689,6 +739,26 @@ def _decode(im:Image.Image, path, background:float) -> torch.Tensor:
     else: arr = np.asarray(im.convert('RGB'), dtype=np.float32) / 255  # RGB, CMYK, YCbCr, HSV, LAB
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
 
+_DEBRIS = ('__MACOSX', '.ipynb_checkpoints', '.DS_Store', 'Thumbs.db')  # what archive tools, Jupyter and file browsers leave beside the data
+
+def _hidden(rel:Path) -> bool: return any(part.startswith('.') or part in _DEBRIS for part in rel.parts)
+
+def _class_files(path:Path) -> tuple:
+    "({class: image files}, hidden or tool files skipped, files of other formats skipped) of a folder, as a photo viewer shows it."
+    everything = [f for f in path.rglob('*') if f.is_file()]
+    hidden = [f for f in everything if _hidden(f.relative_to(path))]
+    dirs = [d for d in sorted(path.iterdir()) if d.is_dir() and not _hidden(d.relative_to(path))]
+    files = {d.name: sorted(f for f in get_files(d, extensions=IMAGE_EXTS) if not _hidden(f.relative_to(path))) for d in dirs}  # fastai skips hidden entries too
+    if not any(files.values()): raise ValueError(f"no images found in the class sub-folders of {str(path)!r} (looked for {' '.join(IMAGE_EXTS)})")
+    for c, fs in files.items():
+        if fs: continue
+        held = sorted(f.name for f in everything if f.relative_to(path).parts[0] == c and not _hidden(f.relative_to(path)))
+        raise ValueError(f"class folder {c!r} in {str(path)!r} holds no image transfer_nb reads"
+                         + (f" ({len(held)} file{'s' if len(held) > 1 else ''}: {', '.join(held[:4])}{', …' if len(held) > 4 else ''})" if held else " (it is empty)")
+                         + f"; readable: {' '.join(IMAGE_EXTS)}. Convert its images, or move the folder out of {path.name}/ to leave the class out")
+    used = sum(map(len, files.values()))
+    return files, len(hidden), len(everything) - len(hidden) - used
+
 def folder_domain(path, # a folder holding one sub-folder of images per class
                   size:int=None, # resize to size×size (or an (H, W) tuple); the model's, or the images' own when None
                   channels:int=None, # 1 or 3; the model's, or 3 if any image has colour, else 1, when None
@@ -700,9 +770,7 @@ def folder_domain(path, # a folder holding one sub-folder of images per class
     path = Path(path)
     if not path.is_dir(): raise FileNotFoundError(f"{str(path)!r} is not a folder: folder_domain needs a folder with one sub-folder per class")
     background = check_arg(background, 'background', lo=0, hi=1)
-    files = {d.name: sorted(f for f in d.rglob('*') if f.suffix.lower() in IMAGE_EXTS) for d in sorted(path.iterdir()) if d.is_dir()}
-    files = {k: v for k, v in files.items() if v}
-    if not files: raise ValueError(f"no images found in the class sub-folders of {str(path)!r} (looked for {' '.join(IMAGE_EXTS)})")
+    files, skipped, other = _class_files(path)
     if len(files) < 2: raise ValueError(f"found 1 class ({next(iter(files))!r}) under {str(path)!r}: a domain needs at least 2 class folders")
     if channels not in (None, 1, 3): raise ValueError(f"channels must be 1, 3 or None, got {channels!r}")
     if model is not None:
@@ -711,7 +779,7 @@ def folder_domain(path, # a folder holding one sub-folder of images per class
     ims, ys = [], []
     for c, fs in enumerate(files.values()):
         for f in fs:
-            try: im = Image.open(f); im.load()
+            try: im = Image.open(f); im.load(); im = ImageOps.exif_transpose(im)  # upright, as a photo viewer shows it
             except OSError as e: raise ValueError(f"cannot read image {str(f)!r}: {e}") from None
             ims.append(_decode(im, f, background)); ys.append(c)
     if size is None:
@@ -721,7 +789,9 @@ def folder_domain(path, # a folder holding one sub-folder of images per class
     size = (size, size) if isinstance(size, int) else tuple(size)
     if channels is None: channels = 3 if any(i.shape[0] == 3 for i in ims) else 1
     x = torch.cat([_convert(i[None], channels, size, str(path)) for i in ims])
-    return Domain(name or path.name, x.clamp(0, 1).contiguous(), torch.tensor(ys), list(files), about=f"image folder {path.name}/ ({len(ims)} files)")
+    left = ', '.join(f"{n} {what}" for n, what in ((skipped, 'hidden or tool files'), (other, 'files of other formats')) if n)
+    return Domain(name or path.name, x.clamp(0, 1).contiguous(), torch.tensor(ys), list(files),
+                  about=f"image folder {path.name}/ ({len(ims)} images" + (f"; skipped {left}" if left else '') + ")")
 
 def folder_pair(source, # the source folder, or None for a target-only pair
                 target, # the target folder

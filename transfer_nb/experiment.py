@@ -10,11 +10,11 @@ import numpy as np, pandas as pd, torch
 from torch import nn
 import transfer_nb
 from .core import (DigitCNN, ProgressLog, seed_everything, evaluate, n_params, check_arg, mean_std, find_head, first_inputs, get_module,
-                              set_module)
+                              set_module, collapse_share, COLLAPSE_SHARE)
 from .data import DOMAINS, domain_pair, DomainPair
 from .finetune import STRATEGIES, run_strategy, pretrained, classes_of, L2SPCallback, BSSCallback, LwFCallback
 from .adapt import (METHODS, adapt_learner, adabn, classifier_of, target_outputs, shot_learner, tent_learner,
-                               history, select, collapse_share, COLLAPSE_SHARE)
+                               history, select)
 import matplotlib.pyplot as plt
 from scipy.stats import kendalltau
 from fastai.torch_core import num_distrib, rank_distrib
@@ -69,7 +69,7 @@ def check_techniques(names, # a list of names, or one comma-separated string
 # %% ../nbs/05_experiment.ipynb #0a8e0d1c
 FORMAT = 2  # 2: seeded splits, validators on the whole pool or a stratified sample; 1 (older): a class-sorted prefix
 _OURS = ('config.json', 'runs.jsonl', 'runs.csv', 'report.md', 'bars.png', 'curves.png', 'command.txt')
-_VOLATILE = ('written_by', 'environment', 'environments')  # recorded, but a difference does not make another configuration
+_VOLATILE = ('written_by', 'environment', 'environments', 'split_counts', 'changes')  # recorded, but a difference does not make another configuration
 
 def _log(*args): print(*args, file=sys.stderr, flush=True)
 
@@ -335,8 +335,8 @@ class _Runner:
             strategy, cbs, k = base, [], None
             if t in _REGULARISED: strategy, cbs = 'full', [_REGULARISED[t]()]
             if ':' in t: k = int(t.partition(':')[2])
-            cls = classes_of(src)
-            new_head = cls is not None and list(cls) != list(p.tgt.classes) or _outputs(src, p) != p.n_classes
+            cls = classes_of(src)  # a head is kept only for the same classes (in any order: transfer_learner matches them by name)
+            new_head = cls is None or sorted(map(str, cls)) != sorted(map(str, p.tgt.classes)) or _outputs(src, p) != p.n_classes
             r = run_strategy(src, p, strategy, steps_to_epochs(self.steps, p.target.train), lr, cbs=cbs + self.progress(f"{t} seed {seed} shots {shots}"),
                              seed=seed, new_head=new_head, k=k)
             r.pop('strategy')
@@ -394,8 +394,13 @@ def why_not(technique:str, # a name from TECHNIQUES
     if not pair.has_source and base.replace('+mcc', '') in _NEEDS_SOURCE: return "it trains on source data, and the pair has none"
     if base in _AS_IS:
         cls = None if model is None else classes_of(model)
-        same = pair.same_classes if model is None else list(cls) == list(pair.tgt.classes) if cls is not None else _outputs(model, pair) == pair.n_classes
-        if not same: return "it applies the model's own head to the target, and the model's classes are not the target's (fine-tuning gives it a new head)"
+        if model is not None and cls is None:
+            return "it applies the model's own head to the target, and the model does not record its classes (set model.classes to its output names)"
+        if not (pair.same_classes if model is None else list(map(str, cls)) == list(map(str, pair.tgt.classes))):
+            return "it applies the model's own head to the target, and the model's classes are not the target's (fine-tuning gives it a new head)"
+    elif base.replace('+mcc', '') in _NEEDS_SOURCE and not pair.same_classes:
+        return (f"it trains one head on the source's classes and scores the target with it, and they differ "
+                f"(source {', '.join(map(str, pair.src.classes))}; target {', '.join(map(str, pair.tgt.classes))})")
     return None
 
 class Interrupted(KeyboardInterrupt):
@@ -499,7 +504,9 @@ def compare(pair, # (source, target) names, 'syn,mnist', or any DomainPair (fold
     data = {k: v for k, v in p.describe().items() if k != 'conversions' and not k.startswith('n_')}
     fps = {k: v for k, v in p.fingerprint().items() if k != 'split'}
     config = dict(data=data, fingerprints=fps, model=model_desc, steps=steps, source_steps=source_steps, lr=lr, bs=bs, select_by=select_by,
-                  grid=grid or None, augment=p.settings.get('augment'), written_by=f"transfer_nb {transfer_nb.__version__}", environment=environment())
+                  grid=grid or None, augment=p.settings.get('augment'), written_by=f"transfer_nb {transfer_nb.__version__}", environment=environment(),
+                  split_counts={k: v for k, v in p.split_counts().items() if k != 'target_train'},  # the labeled shots are the budgets
+                  changes=p.conversions)  # conversions, reordered classes, copies kept together, source images left out
     verbose = verbose and not rank_distrib()  # under torchrun, process 0 speaks for all
     runner = _Runner(p, model, width, steps, source_steps, lr, bs, select_by, verbose)
     given = isinstance(model, (str, nn.Module))  # a model of the user's: its head decides what applies as it is
@@ -744,7 +751,7 @@ def rank_sources(sources:dict, # name → trained source network
         r = dict(source=name, LogME=logme(f, y), LEEP=leep(p, y), H_score=hscore(f, y))
         if finetune_steps:
             cls = classes_of(m)
-            new_head = p.shape[1] != pair.n_classes or (cls is not None and list(cls) != list(pair.tgt.classes))
+            new_head = p.shape[1] != pair.n_classes or cls is None or sorted(map(str, cls)) != sorted(map(str, pair.tgt.classes))
             r['finetuned_acc'] = run_strategy(m, pair, 'full', steps_to_epochs(finetune_steps, pair.target.train), lr, seed=seed, new_head=new_head)['target_acc']
         rows.append(r)
     return pd.DataFrame(rows).set_index('source')
@@ -772,7 +779,17 @@ def describe_config(config:dict, # a compare configuration (df.attrs['config'] o
             f"adaptation run, one-cycle at lr {config['lr']}, batch size {config['bs']}; adaptation epochs chosen by "
             f"{config['select_by'] or 'none (the last epoch)'}" + (f"; grid {config['grid']}" if config.get('grid') else '')
             + f"; {config.get('written_by', 'transfer_nb')}, data fingerprints {', '.join(f'{k} {v}' for k, v in config['fingerprints'].items() if v)}."
-            + _envs_text(config))
+            + _counts_text(config) + (f" Data changes: {'; '.join(config['changes'])}." if config.get('changes') else '') + _envs_text(config))
+
+def _counts_text(config:dict) -> str:
+    "The classes and the images per class in each split, in a sentence (from the configuration's split counts)."
+    sc, cls = config.get('split_counts'), config['data'].get('classes') or []
+    if not sc: return ''
+    per = lambda k: (lambda v: '' if not v else f"{v[0]}" if len(set(v)) == 1 else f"{min(v)}–{max(v)}")(list(sc.get(k, {}).values()))
+    parts = [f"{w} {per(k)}" for k, w in (('test', 'test'), ('target_valid', 'valid'), ('unlabeled', 'unlabeled pool')) if per(k)]
+    src = [f"{w} {per(k)}" for k, w in (('source_train', 'train'), ('source_valid', 'valid')) if per(k)]
+    return (f" Target classes ({len(cls)}): {', '.join(map(str, cls[:10]))}{', …' if len(cls) > 10 else ''}; images per class: {', '.join(parts)}"
+            + (f"; source images per class: {', '.join(src)}" if src else '') + ".")
 
 def _envs_text(config:dict) -> str:
     envs = config.get('environments') or ([config['environment']] if config.get('environment') else [])

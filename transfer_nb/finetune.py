@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
 from torch import nn
 from .core import (classifier_learner, evaluate, n_params, seed_everything, check_arg, get_module, set_module, find_head,
-                              body_levels, level_groups, first_inputs, Normalized, ValidateAtEnd)
+                              body_levels, level_groups, first_inputs, Normalized, ValidateAtEnd, class_predictions, collapse_share)
 from .weights import load_weights
 from fastai.learner import Learner
 from fastai.callback.core import Callback
@@ -259,6 +259,14 @@ def _reinit(m:nn.Module):
     for mod in m.modules():
         if hasattr(mod, 'reset_parameters'): mod.reset_parameters()
 
+@torch.no_grad()
+def _match_head(model:nn.Module, head:str, src_classes:list, tgt_classes:list):
+    "Put the rows of `model`'s Linear `head` in the target's class order, matching the classes by name."
+    h, names = get_module(model, head), list(map(str, src_classes))
+    order = torch.tensor([names.index(str(c)) for c in tgt_classes], device=h.weight.device)
+    h.weight.copy_(h.weight[order])
+    if h.bias is not None: h.bias.copy_(h.bias[order])
+
 def transfer_learner(source, # a trained nn.Module, or a pretrained backbone's name (see pretrained)
                      dls, # the target's fastai DataLoaders
                      strategy:str='fine_tune', # a key of STRATEGIES
@@ -292,10 +300,17 @@ def transfer_learner(source, # a trained nn.Module, or a pretrained backbone's n
     if not new_head and out_shape[-1] != n_out:
         raise ValueError(f"the source outputs {out_shape[-1]} classes but the target has {n_out}: pass new_head=True to replace the head"
                          + (" (direct transfer cannot: it applies the source as it is)" if strategy == 'direct' else ''))
-    if not (new_head or keep_head) and strategy != 'scratch' and src_classes is not None and tgt_classes is not None and list(src_classes) != list(tgt_classes):
-        raise ValueError(f"the source was trained on other classes ({', '.join(map(str, src_classes[:5]))}{', …' if len(src_classes) > 5 else ''}) "
-                         f"than the target's ({', '.join(map(str, list(tgt_classes)[:5]))}{', …' if len(tgt_classes) > 5 else ''}): "
-                         "pass new_head=True to train a new head, or keep_head=True if the source's outputs do mean the target's classes")
+    if not (new_head or keep_head) and strategy != 'scratch' and tgt_classes is not None:
+        tgt_names, show = list(map(str, tgt_classes)), lambda cs: ', '.join(map(str, list(cs)[:5])) + (', …' if len(cs) > 5 else '')
+        if src_classes is None:
+            raise ValueError(f"the source does not record its classes (weights loaded into a fresh network arrive so), so its {out_shape[-1]} outputs "
+                             f"cannot be matched to the target's classes ({show(tgt_classes)}) by name: pass new_head=True to train a new head, "
+                             "source_classes=[its class names, in output order], or keep_head=True if its outputs are the target's classes in this order")
+        if list(map(str, src_classes)) != tgt_names:
+            if sorted(map(str, src_classes)) != sorted(tgt_names):
+                raise ValueError(f"the source was trained on other classes ({show(src_classes)}) than the target's ({show(tgt_classes)}): "
+                                 "pass new_head=True to train a new head, or keep_head=True if the source's outputs do mean the target's classes")
+            _match_head(model, head, src_classes, tgt_classes)  # the same classes in another order: the head's rows follow the names
     if new_head:
         old = get_module(model, head)
         set_module(model, head, nn.Linear(old.in_features, n_out, bias=old.bias is not None).to(dev))
@@ -428,4 +443,5 @@ def run_strategy(source:nn.Module, # the trained source network
     src_acc = evaluate(learn.source_view(), pair.source.valid) if _answers_source(learn.source_model, pair, learn.head) else None
     return dict(strategy=name or strategy, target_acc=evaluate(learn.model, pair.test), source_acc=src_acc,
                 trainable=n_params(learn.model, trainable=True), seconds=learn.fit_seconds, steps=len(curve.losses),
-                train_loss=curve.final(), loss_curve=curve.points())
+                train_loss=curve.final(), loss_curve=curve.points(),
+                collapse_share=collapse_share(class_predictions(learn.model, pair.pool_sample())))  # label-free: the unlabeled pool

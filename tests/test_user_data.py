@@ -1,0 +1,178 @@
+"""No silent wrong result from a user's folders and models: classes matched by name, folders read as a photo viewer shows
+them, every class used or reported, and collapse caught for every technique (issue 21). Each kind is tested beyond the
+first instance found: another hidden folder name, another EXIF orientation, another reordering."""
+import json, re
+from pathlib import Path
+import numpy as np, pytest, torch
+from PIL import Image
+from torch import nn
+from transfer_nb.core import DigitCNN, seed_everything, fit_classifier, class_predictions
+from transfer_nb.data import Domain, domain_pair, folder_domain, folder_pair, load_domain
+from transfer_nb.adapt import adapt_learner
+from transfer_nb.finetune import transfer_learner
+from transfer_nb.experiment import compare, summary, write_report, why_not
+from transfer_nb.cli import main
+
+
+def digits(root, classes, n=12, spec='mnist'):
+    "A folder with one sub-folder of PNG digits per class name (each name a digit)."
+    d = load_domain(spec)
+    for c in classes:
+        (root/c).mkdir(parents=True)
+        for i in torch.where(d.y == int(c))[0][:n].tolist(): Image.fromarray((d.x[i, 0].numpy() * 255).astype(np.uint8)).save(root/c/f'{i}.png')
+    return root
+
+
+# ---- classes correspond by name ----
+
+def test_classes_of_a_partial_target_are_not_matched_by_position(tmp_path):
+    "Source 0,1,2,3 and target 0,1,3: label 2 of the target is class '3'. Adapting one head over both would score by position."
+    pair = folder_pair(digits(tmp_path/'src', '0123'), digits(tmp_path/'tgt', '013'))
+    with pytest.raises(ValueError, match=re.escape("dann trains one head on the source's classes and scores the target with it, and the classes differ "
+                                                   "(source ['0', '1', '2', '3'], target ['0', '1', '3'])")):
+        adapt_learner(DigitCNN(n_out=4, width=4), pair, 'dann')
+    assert why_not('fine_tune', pair) is None and why_not('scratch', pair) is None  # a new head for the target's classes
+    for t in ('dann', 'source_only', 'fixmatch', 'cdan+mcc', 'source_and_target'):
+        assert "they differ (source 0, 1, 2, 3; target 0, 1, 3)" in why_not(t, pair)
+    assert "the model's classes are not the target's" in why_not('direct', pair)
+
+
+def test_the_command_refuses_them_too(tmp_path, capsys):
+    src, tgt = digits(tmp_path/'src', '0123'), digits(tmp_path/'tgt', '013')
+    try: code = main(['compare', '--source-dir', str(src), '--target-dir', str(tgt), '--strategies', 'source_only,dann,fine_tune', '--out', str(tmp_path/'r')])
+    except SystemExit as e: code = e.code
+    err = capsys.readouterr().err
+    assert code == 1 and 'source_only cannot run here' in err and 'dann cannot run here' in err and 'fine_tune cannot' not in err
+    assert not (tmp_path/'r').exists()
+
+
+def test_the_same_classes_in_another_order_are_matched_by_name():
+    "A target Domain whose class list is the source's in another order: its labels are put in the source's order."
+    d = load_domain('uci:0-2')
+    flip = Domain('flipped', d.x, 2 - d.y, ['2', '1', '0'])  # the same images and classes, listed in reverse
+    p = domain_pair(d, flip, shots=3)
+    assert p.same_classes and p.tgt.classes == ['0', '1', '2']
+    assert torch.equal(p.tgt.y, d.y)  # every image is labelled with its own class again
+    assert "target classes put in the source's order (matched by name)" in repr(p)
+
+
+def test_a_kept_head_follows_the_class_names():
+    "A source that recorded classes a, b, c fine-tuned on a target listing c, a, b: the head's rows follow the names."
+    p = domain_pair('uci:0-2', 'mnist:0-2', shots=3)
+    seed_everything(0)
+    src = fit_classifier(p.source, DigitCNN(width=4, n_out=3), 1).model
+    src.classes = ['1', '2', '0']  # as if it had been trained with its classes in this order
+    learn = transfer_learner(src, p.target, 'direct')
+    x = p.test.dataset.ts[0][:16]
+    src.eval(); learn.model.eval()
+    with torch.no_grad(): a, b = src(x), learn.model(x)
+    for j, name in enumerate(p.tgt.classes): assert torch.allclose(b[:, j], a[:, src.classes.index(name)])
+
+
+def test_a_head_of_unknown_classes_is_not_reused_silently():
+    "A digit network's weights loaded into a fresh module (its classes unrecorded) on 10 clothing-like classes: refused unless asked."
+    p = domain_pair('uci', 'mnist', shots=2)
+    trained = fit_classifier(p.source, DigitCNN(width=4), 1).model
+    fresh = DigitCNN(width=4); fresh.load_state_dict(trained.state_dict())  # how every outside checkpoint arrives
+    assert not hasattr(fresh, 'classes')
+    with pytest.raises(ValueError, match="the source does not record its classes .* pass new_head=True"): transfer_learner(fresh, p.target, 'fine_tune')
+    assert transfer_learner(fresh, p.target, 'fine_tune', keep_head=True).model.classes == p.tgt.classes  # said explicitly: kept
+    assert "does not record its classes" in why_not('direct', p, fresh)
+    with pytest.raises(ValueError, match="direct cannot run here: it applies the model's own head to the target, and the model does not record its classes"):
+        compare(p, ['direct', 'fine_tune'], seeds=(0,), shots=(2,), model=fresh, steps=2)
+    df = compare(p, ['fine_tune'], seeds=(0,), shots=(2,), model=fresh, steps=2)
+    assert df.status.tolist() != ['failed'], df.get('error')  # fine-tuning gives it a new head
+
+
+# ---- folders as a photo viewer shows them ----
+
+def save(path, arr=None, **kw):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.zeros((8, 8), np.uint8) if arr is None else arr).save(path, **kw)
+
+
+@pytest.mark.parametrize('debris', ['.ipynb_checkpoints', '.thumbnails', '__MACOSX'])
+def test_hidden_folders_and_tool_debris_are_not_classes(tmp_path, debris):
+    for c in 'ab':
+        for i in range(3): save(tmp_path/c/f'{i}.png')
+    save(tmp_path/debris/'x.png')  # a folder beside the classes
+    save(tmp_path/'a'/'.ipynb_checkpoints'/'0-checkpoint.png')  # a checkpoint copy inside a class
+    save(tmp_path/'a'/'.hidden.png')
+    (tmp_path/'b'/'._1.png').write_bytes(b'\x00\x05\x16\x07 AppleDouble resource fork, not an image')  # macOS's AppleDouble file
+    d = folder_domain(tmp_path)
+    assert d.classes == ['a', 'b'] and d.counts == [3, 3]
+    assert 'skipped 4 hidden or tool files' in d.about
+
+
+@pytest.mark.parametrize('orientation,turn', [(6, -1), (8, 1), (3, 2)])
+def test_photos_are_loaded_upright(tmp_path, orientation, turn):
+    "A JPEG with an EXIF orientation (6: a portrait phone photo) is loaded as a viewer shows it."
+    a = np.zeros((20, 40), np.uint8); a[:, :10] = 255  # landscape as stored, bright on the left
+    for c in 'ab':
+        im = Image.fromarray(a); ex = im.getexif(); ex[0x0112] = orientation
+        (tmp_path/c).mkdir(); im.save(tmp_path/c/'p.jpg', exif=ex, quality=95)
+    x = folder_domain(tmp_path).x[0, 0].numpy()
+    want = np.rot90(a / 255., turn)  # np.rot90 turns anticlockwise: orientation 6 is a quarter turn clockwise
+    assert x.shape == want.shape and np.abs(x - want).mean() < 0.05
+
+
+def test_an_empty_class_folder_is_an_error_naming_it(tmp_path):
+    for c in 'ab':
+        for i in range(3): save(tmp_path/c/f'{i}.png')
+    (tmp_path/'c').mkdir()
+    with pytest.raises(ValueError, match=r"class folder 'c' in .* holds no image transfer_nb reads \(it is empty\)"): folder_domain(tmp_path)
+    (tmp_path/'c'/'x.heic').write_bytes(b'....'); (tmp_path/'c'/'y.heic').write_bytes(b'....')
+    with pytest.raises(ValueError, match=r"class folder 'c' .* \(2 files: x.heic, y.heic\); readable: \.png"): folder_domain(tmp_path)
+
+
+def test_the_pair_and_the_report_show_classes_and_split_counts(tmp_path):
+    pair = folder_pair(None, digits(tmp_path/'imgs', '017', n=20))
+    assert re.search(r"classes   0, 1, 7; test images per class: 4 each", repr(pair))
+    assert pair.split_counts()['test'] == {'0': 4, '1': 4, '7': 4}
+    df = compare(pair, ['fine_tune'], seeds=(0,), shots=(2,), model=fit_classifier(pair.target, DigitCNN(width=4, n_out=3), 1).model, steps=2, out=tmp_path/'r')
+    md = write_report(df, tmp_path/'r').read_text()
+    assert 'Target classes (3): 0, 1, 7; images per class: test 4, valid 2, unlabeled pool 14.' in md
+    assert json.loads((tmp_path/'r'/'config.json').read_text())['split_counts']['test'] == {'0': 4, '1': 4, '7': 4}
+
+
+# ---- collapse is caught for every technique ----
+
+def test_a_collapsed_fine_tuning_run_is_reported_as_collapsed():
+    "A fine-tuning run whose model gives one class to the whole pool is a collapsed result, not an ok one averaged in."
+    p = domain_pair('uci', 'mnist', shots=2)
+    m = DigitCNN(width=4); m.classes = list(p.tgt.classes)
+    with torch.no_grad(): m.head.bias[3] = 1e4  # every image: class 3
+    assert (class_predictions(m, p.pool_sample()) == 3).all()
+    df = compare(p, ['full'], seeds=(0,), shots=(2,), model=m, steps=1, lr=1e-9)
+    st = df.set_index('technique')
+    assert st.loc['full', 'status'] == 'collapsed' and st.loc['full', 'collapse_share'] == 1.
+    s = summary(df).set_index('technique')
+    assert s.loc['full', 'collapsed'] == 1 and s.loc['full', 'seeds'] == 0
+
+
+# ---- identical images never straddle a split ----
+
+def test_copies_stay_on_one_side_of_every_split(tmp_path):
+    "A folder where every image is saved twice, and a target that is a subset of the source: no test image has a copy it trains on."
+    src = digits(tmp_path/'all', '01', n=60)
+    for c in '01':
+        for f in list((src/c).iterdir()): (src/c/f'copy-{f.name}').write_bytes(f.read_bytes())  # every image twice
+    sub = tmp_path/'sub'
+    for c in '01':
+        (sub/c).mkdir(parents=True)
+        for f in sorted((src/c).iterdir())[:30]: (sub/c/f.name).write_bytes(f.read_bytes())
+    p = folder_pair(src, sub, shots=2)
+    key = lambda x: [r.numpy().tobytes() for r in x]
+    test = set(key(p.test.dataset.ts[0]))
+    for dl in (p.target.train, p.target.valid, p.source.train, p.source.valid):
+        assert not test & set(key(dl.dataset.ts[0])), "a test image has an identical copy in a split that trains or selects"
+    assert not test & set(key(p.unlabeled.dataset.ts[0]))
+    assert any('images are copies of others; each image and its copies kept in one split' in c for c in p.conversions)
+    assert any('images left out, identical to target test images' in c for c in p.conversions)
+    twice = domain_pair(None, folder_domain(src), shots=2)  # the target itself holds every image twice
+    test = set(key(twice.test.dataset.ts[0]))
+    for dl in (twice.target.train, twice.target.valid, twice.unlabeled): assert not test & set(key(dl.dataset.ts[0]))
+    assert any(c.startswith('target: 120 images are copies of others') for c in twice.conversions)
+    df = compare(p, ['fine_tune'], seeds=(0,), shots=(2,), steps=1, source_steps=2, width=4, out=tmp_path/'r')
+    md = write_report(df, tmp_path/'r').read_text()
+    assert re.search(r'Data changes: source: \d+ images are copies of others; each image and its copies kept in one split; source: \d+ images left out, identical to target test images', md)
