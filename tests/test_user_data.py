@@ -176,3 +176,16 @@ def test_copies_stay_on_one_side_of_every_split(tmp_path):
     df = compare(p, ['fine_tune'], seeds=(0,), shots=(2,), steps=1, source_steps=2, width=4, out=tmp_path/'r')
     md = write_report(df, tmp_path/'r').read_text()
     assert re.search(r'Data changes: source: \d+ images are copies of others; each image and its copies kept in one split; source: \d+ images left out, identical to target test images', md)
+
+
+def test_a_training_epoch_never_ends_on_a_batch_of_one():
+    "BatchNorm cannot train on one image: a shuffled loader whose last batch would hold one leaves it out (the next epoch reshuffles)."
+    from transfer_nb.data import TensorDL, Tensors
+    x, y = torch.rand(9, 1, 4, 4), torch.arange(9) % 3
+    train, valid = TensorDL(Tensors(x, y), bs=4, shuffle=True), TensorDL(Tensors(x, y), bs=4)
+    assert len(train) == 2 and [len(b[0]) for b in train] == [4, 4]
+    assert len(valid) == 3 and [len(b[0]) for b in valid] == [4, 4, 1]  # evaluation sees every image
+    p = domain_pair('uci:0-2', 'mnist:0-2', shots=3, bs=4)  # 9 labeled images, batches of 4
+    assert all(len(b[0]) > 1 for b in p.target.train)
+    m = fit_classifier(p.target, DigitCNN(width=4, n_out=3), 1).model  # trains: no "Expected more than 1 value per channel"
+    assert m.classes == ['0', '1', '2']

@@ -407,12 +407,17 @@ class TensorDL(DataLoader):
         kwargs.setdefault('repeat', self.repeat if dataset is None else 1)
         return super().new(dataset, cls, **kwargs)
 
+    def _lone_last(self) -> bool:
+        "Whether a training epoch would end on a batch of one image (BatchNorm cannot train on it): that batch is left out."
+        return bool(self.shuffle and not self.drop_last and self.n > self.bs and self.n % self.bs == 1)
+    def __len__(self): return super().__len__() - self._lone_last()
+
     def create_batches(self, samps): # the epoch's sample indices, in order
         ts = self.dataset.ts
         idx = torch.tensor(list(samps), dtype=torch.long, device=ts[0].device)
         for i in range(0, len(idx), self.bs):
             b = idx[i:i+self.bs]
-            if self.drop_last and len(b) < self.bs: return
+            if len(b) < self.bs and (self.drop_last or (len(b) == 1 and self._lone_last())): return
             yield tuple(t[b] for t in ts)
 
     def decode_batch(self, b, # a batch: inputs, then labels or predicted probabilities
