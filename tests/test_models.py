@@ -2,7 +2,7 @@
 `classifier`), EfficientNet-Lite0 with ImageNet weights, a timm MobileNetV3, and a user's wrapper that adds normalisation."""
 import pytest, torch, torchvision
 from torch import nn
-from transfer_nb.core import seed_everything, n_params, level_groups, get_module
+from transfer_nb.core import seed_everything, n_params, level_groups, get_module, set_module
 from transfer_nb.data import load_domain, domain_pair, stratified_sample
 from transfer_nb.finetune import STRATEGIES, transfer_learner, pretrained, Adapter
 from transfer_nb.adapt import adapt_learner, classifier_of
@@ -74,6 +74,10 @@ def test_strategy_on_foreign_network(pair, name, strategy):
 @pytest.mark.parametrize('name', list(NETS))
 def test_dann_on_foreign_network(pair, name):
     net = NETS[name]()
+    h = get_module(net, HEADS[name])
+    if h.out_features != pair.n_classes:  # ImageNet's 1000 outputs: adapt_learner refuses a head that is not the source's classes
+        with pytest.raises(ValueError, match=f"the model outputs {h.out_features} classes but the source has {pair.n_classes}"): adapt_learner(net, pair, 'dann')
+        set_module(net, HEADS[name], nn.Linear(h.in_features, pair.n_classes))
     seed_everything(0)
     learn = adapt_learner(net, pair, 'dann', validators=('IM',))
     ids = [id(p) for g in learn.splitter(learn.model) for p in g]

@@ -189,3 +189,47 @@ def test_a_training_epoch_never_ends_on_a_batch_of_one():
     assert all(len(b[0]) > 1 for b in p.target.train)
     m = fit_classifier(p.target, DigitCNN(width=4, n_out=3), 1).model  # trains: no "Expected more than 1 value per channel"
     assert m.classes == ['0', '1', '2']
+
+
+# ---- networks and checkpoints as they arrive ----
+
+def test_a_fine_tuned_checkpoint_brings_its_own_head_size(tmp_path):
+    "--model FILE --arch resnet18 with a checkpoint fine-tuned to 10 classes: the head is built at the checkpoint's size."
+    import torchvision
+    from transfer_nb.core import find_head, get_module
+    from transfer_nb.finetune import pretrained
+    torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), tmp_path/'mine.pth')
+    m = pretrained('resnet18', weights=tmp_path/'mine.pth')
+    assert get_module(m, find_head(m, x=torch.rand(2, 3, 64, 64))).out_features == 10
+
+
+def test_an_older_torchvision_weight_file_is_found_by_name(tmp_path):
+    "The hub cache holds MobileNetV3-Large's first release (IMAGENET1K_V1), not the default (V2): it is used, not reported missing."
+    import torchvision
+    from transfer_nb.finetune import pretrained, local_backbones
+    v1 = torchvision.models.MobileNet_V3_Large_Weights.IMAGENET1K_V1
+    assert torchvision.models.get_model_weights('mobilenet_v3_large').DEFAULT != v1
+    old = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path))
+    try:
+        (tmp_path/'checkpoints').mkdir()
+        sd = torchvision.models.mobilenet_v3_large().state_dict()
+        torch.save(sd, tmp_path/'checkpoints'/Path(v1.url).name)
+        m = pretrained('mobilenet_v3_large')
+        assert torch.equal(m.net.features[0][0].weight, sd['features.0.0.weight'])
+        assert 'mobilenet_v3_large' in {b['name'] for b in local_backbones() if b['here']}
+    finally: torch.hub.set_dir(old)
+
+
+def test_digits_of_another_size_are_pointed_to_mnist_frame():
+    small = Domain('small', torch.rand(20, 1, 16, 16), torch.arange(20) % 10, [str(i) for i in range(10)])
+    with pytest.raises(ValueError, match="pass size=.* for digits, mnist_frame frames them as MNIST does"): domain_pair(small, 'mnist')
+
+
+def test_loss_func_passes_through_and_adapt_learner_checks_the_head():
+    from fastai.losses import LabelSmoothingCrossEntropyFlat
+    from transfer_nb.core import classifier_learner
+    p = domain_pair('uci:0-2', 'mnist:0-2', shots=3)
+    learn = classifier_learner(p.target, DigitCNN(width=4, n_out=3), loss_func=LabelSmoothingCrossEntropyFlat())
+    assert isinstance(learn.loss_func, LabelSmoothingCrossEntropyFlat)
+    with pytest.raises(ValueError, match=r"the model outputs 10 classes but the source has 3 \(0, 1, 2\)"): adapt_learner(DigitCNN(width=4), p, 'dann')

