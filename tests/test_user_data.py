@@ -233,3 +233,43 @@ def test_loss_func_passes_through_and_adapt_learner_checks_the_head():
     learn = classifier_learner(p.target, DigitCNN(width=4, n_out=3), loss_func=LabelSmoothingCrossEntropyFlat())
     assert isinstance(learn.loss_func, LabelSmoothingCrossEntropyFlat)
     with pytest.raises(ValueError, match=r"the model outputs 10 classes but the source has 3 \(0, 1, 2\)"): adapt_learner(DigitCNN(width=4), p, 'dann')
+
+
+class DictNet(nn.Module):
+    "A user's network that returns its logits and an auxiliary output in a dict, as Hugging Face-style models do."
+    def __init__(self, n=3):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head, self.aux = nn.Linear(8, n), nn.Linear(8, n)
+    def forward(self, x): f = self.body(x); return {'logits': self.head(f), 'aux': self.aux(f)}
+
+
+@pytest.mark.parametrize('make', [pytest.param(lambda: __import__('torchvision').models.googlenet(num_classes=3, aux_logits=True, init_weights=False),
+                                               id='googlenet with auxiliary heads', marks=pytest.mark.slow),
+                                  pytest.param(DictNet, id='a network returning a dict')])
+def test_networks_with_several_outputs_train_on_their_main_logits(make):
+    from transfer_nb.core import body_levels, find_head, main_output, MainOutput
+    p = domain_pair('uci:0-2', 'mnist:0-2', shots=3, size=64, channels=3)
+    net = make()
+    x = p.test.dataset.ts[0][:4]
+    w = main_output(net, x)
+    assert isinstance(w, MainOutput) and torch.is_tensor(w.train()(x)) and w(x).shape == (4, 3)
+    head = find_head(w, x=x)
+    assert head in ('net.fc', 'net.head') and not [l for l in body_levels(w, head) if 'aux' in l.lower()]  # auxiliary heads are no levels
+    learn = transfer_learner(net, p.target, 'fine_tune', keep_head=True)
+    with learn.no_bar(), learn.no_logging(): learn.fit_transfer(1, 1e-3)
+    assert isinstance(learn.model, MainOutput)
+    m = fit_classifier(p.source, make(), 1).model  # a source trained through fastai's loop
+    assert m.classes == ['0', '1', '2']
+    learn = adapt_learner(m, p, 'dann', validators=('IM',))
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+    assert learn.recorder.values[-1][-1] is not None
+
+
+@pytest.mark.parametrize('make,conv', [(lambda: __import__('torchvision').models.squeezenet1_1(num_classes=3), 'classifier.1'),
+                                      (lambda: nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 3, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()), '2')],
+                         ids=['squeezenet', 'a network ending in a 1x1 convolution'])
+def test_a_convolution_head_is_named_with_what_to_do(make, conv):
+    p = domain_pair('uci:0-2', 'mnist:0-2', shots=3, size=64, channels=3)
+    with pytest.raises(ValueError, match=rf"classifies with a 1×1 convolution \({re.escape(conv)}\), not a Linear layer: give it a Linear head on pooled features"):
+        transfer_learner(make(), p.target, 'fine_tune', new_head=True)

@@ -9,7 +9,7 @@ from functools import partial
 import pandas as pd, torch, torch.nn.functional as F
 from torch import nn
 from .core import (evaluate, check_arg, get_module, find_head, body_levels, level_groups, first_inputs, DivergenceError,
-                              CheckFinite, cuda_defaults, distributed, unwrap, collapse_share)
+                              CheckFinite, cuda_defaults, distributed, unwrap, collapse_share, main_output)
 from .data import Augment, Tensors, TensorDL, reseed
 from fastai.callback.core import Callback
 from fastai.data.core import DataLoaders
@@ -432,7 +432,7 @@ def adapt_learner(model:nn.Module, # the classifier to train (copied), e.g. Digi
     if method != 'source_only' and not pair.same_classes:  # source_only also trains a source model for a new task
         raise ValueError(f"{method} trains one head on the source's classes and scores the target with it, and the classes differ (source "
                          f"{pair.src.classes}, target {pair.tgt.classes}): a new task takes fine-tuning with a new head (transfer_learner(..., new_head=True))")
-    net = copy.deepcopy(model).to(pair.source.train.dataset.ts[0].device)
+    net = main_output(copy.deepcopy(model).to(pair.source.train.dataset.ts[0].device), first_inputs(pair.source))  # auxiliary outputs: the main logits
     head = find_head(net, x=first_inputs(pair.source))
     n_out = getattr(get_module(net, head), 'out_features', None)
     if n_out is not None and n_out != len(pair.src.classes):

@@ -19,10 +19,10 @@ from fastcore.foundation import L
 
 # %% auto #0
 __all__ = ['COLLAPSE_SHARE', 'default_device', 'seed_everything', 'check_arg', 'DivergenceError', 'CheckFinite', 'ValidateAtEnd',
-           'DigitCNN', 'RegressionMLP', 'ModuleNotFound', 'get_module', 'set_module', 'find_head', 'body_levels',
-           'level_groups', 'InputNorm', 'Normalized', 'norm_stats', 'data_config', 'on_cuda', 'cuda_defaults',
-           'mean_std', 'unwrap', 'distributed', 'n_params', 'evaluate', 'class_predictions', 'collapse_share',
-           'splitter_for', 'first_inputs', 'classifier_learner', 'fit_classifier', 'ProgressLog']
+           'DigitCNN', 'RegressionMLP', 'ModuleNotFound', 'get_module', 'set_module', 'find_head', 'MainOutput',
+           'main_output', 'body_levels', 'level_groups', 'InputNorm', 'Normalized', 'norm_stats', 'data_config',
+           'on_cuda', 'cuda_defaults', 'mean_std', 'unwrap', 'distributed', 'n_params', 'evaluate', 'class_predictions',
+           'collapse_share', 'splitter_for', 'first_inputs', 'classifier_learner', 'fit_classifier', 'ProgressLog']
 
 # %% ../nbs/00_core.ipynb #eb71a999
 def default_device() -> torch.device:
@@ -164,17 +164,26 @@ def set_module(model:nn.Module, # the network, changed in place
 def _linears(mod:nn.Module, prefix:str='') -> list:
     return [prefix + n for n, m in mod.named_modules() if n and isinstance(m, nn.Linear)]
 
+def _main(out):
+    "The main logits of a forward pass's output: the tensor, its `logits`, a dict's 'logits' (or first value), a tuple's first."
+    if torch.is_tensor(out): return out
+    if hasattr(out, 'logits'): return out.logits
+    if isinstance(out, dict): return out['logits'] if 'logits' in out else next(iter(out.values()))
+    return out[0]
+
 @torch.no_grad()
 def _run_order(model:nn.Module, x:torch.Tensor, names:list) -> list:
-    "The names among `names` (Linear layers) in the order the forward pass on `x` calls them."
-    calls, mods = [], {n: get_module(model, n) for n in names}
-    hooks = [m.register_forward_hook(lambda mod, i, o, n=n: calls.append(n)) for n, m in mods.items()]
+    "The names among `names` (Linear layers) in the order the forward pass on `x` calls them; the one whose output is the model's main output last."
+    calls, outs, mods = [], {}, {n: get_module(model, n) for n in names}
+    def seen(n, o): calls.append(n); outs[n] = o  # returns None: a forward hook that returns a value replaces the output
+    hooks = [m.register_forward_hook(lambda mod, i, o, n=n: seen(n, o)) for n, m in mods.items()]
     was = model.training
-    try: model.eval(); model(x)
+    try: model.eval(); y = _main(model(x))
     finally:
         for h in hooks: h.remove()
         model.train(was)
-    return calls
+    main = [n for n in calls if outs[n] is y]  # a network that also returns auxiliary logits: its head is the layer that makes the main ones
+    return [n for n in calls if n not in main] + main
 
 def find_head(model:nn.Module, # the network
               head:str=None, # the head, or a container holding it; found when None
@@ -189,11 +198,36 @@ def find_head(model:nn.Module, # the network
         if not cands: raise ValueError(f"head {head!r} ({type(mod).__name__}) holds no Linear layer to use as the head")
     else:
         cands = _linears(model)
-        if not cands: raise ValueError(f"{type(model).__name__} has no Linear layer to use as its head; pass head='module name' (a Linear, or a container holding one)")
+        if not cands:
+            convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)]
+            if convs: raise ValueError(f"{type(model).__name__} classifies with a 1×1 convolution ({convs[-1]}), not a Linear layer: give it a Linear head "
+                                       f"on pooled features, e.g. nn.Sequential(model.features, nn.AdaptiveAvgPool2d(1), nn.Flatten(), "
+                                       f"nn.Linear({get_module(model, convs[-1]).in_channels}, n_classes)), then transfer that")
+            raise ValueError(f"{type(model).__name__} has no Linear layer to use as its head; pass head='module name' (a Linear, or a container holding one)")
     if x is not None:
         order = _run_order(model, x, cands)
         if order: return order[-1]
     return cands[-1]
+
+# %% ../nbs/00_core.ipynb #fc2fa340
+class MainOutput(nn.Module):
+    "A network whose forward returns several outputs (main and auxiliary logits, a named tuple, a dict) reduced to its main logits."
+    def __init__(self, net:nn.Module): # the network
+        super().__init__(); self.net = net
+    def forward(self, x): # a batch of inputs
+        return _main(self.net(x))  # (main, auxiliary…), as torchvision's GoogLeNet and Inception return in training
+
+@torch.no_grad()
+def main_output(model:nn.Module, # the network
+                x:torch.Tensor, # an input batch (two images are enough)
+               ) -> nn.Module:
+    "`model` itself when its forward returns one tensor in training and in eval mode, else `model` wrapped in `MainOutput`."
+    bufs = {k: v.clone() for k, v in model.state_dict().items() if 'running_' in k or 'num_batches' in k}  # a training-mode pass moves BatchNorm
+    was, dev, outs = model.training, next(model.parameters()).device, []
+    try:
+        for mode in (True, False): model.train(mode); outs.append(model(x[:2].to(dev)))
+    finally: model.load_state_dict(bufs, strict=False); model.train(was)
+    return model if all(torch.is_tensor(o) for o in outs) else MainOutput(model)
 
 # %% ../nbs/00_core.ipynb #0d6a7b35
 def _has_params(m:nn.Module) -> bool: return any(True for _ in m.parameters())
@@ -211,7 +245,7 @@ def body_levels(model:nn.Module, # the network
     def walk(prefix, mod):
         for n, c in mod.named_children():
             name = prefix + n
-            if name == head or id(c) in seen or not _has_params(c): continue
+            if name == head or id(c) in seen or not _has_params(c) or n.lower().startswith('aux'): continue  # auxiliary heads (GoogLeNet, Inception) are no level
             if opens(name, c): yield from walk(name + '.', c)
             else:
                 seen.update(id(m) for m in c.modules())
@@ -411,7 +445,9 @@ def classifier_learner(dls, # fastai DataLoaders of (x, y) batches
                        **kwargs # passed to cls (splitter, metrics, cbs, …)
                       ) -> Learner: # the learner, with CUDA defaults on a GPU
     "A fastai `Learner` (or subclass `cls`) for classifying with `model` on `dls`, with level-wise parameter groups."
-    if 'splitter' not in kwargs: kwargs['splitter'] = splitter_for(model, x=first_inputs(dls))
+    x = first_inputs(dls)
+    if x is not None: model = main_output(model, x)  # several outputs: the main logits
+    if 'splitter' not in kwargs: kwargs['splitter'] = splitter_for(model, x=x)
     kwargs.setdefault('metrics', accuracy)
     cbs = list(L(kwargs.pop('cbs', None)))
     if not any(isinstance(c, CheckFinite) for c in cbs): cbs.append(CheckFinite())
@@ -432,7 +468,7 @@ def fit_classifier(dls, # fastai DataLoaders of (x, y) batches
         with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr)
     else: learn.fit_one_cycle(epochs, lr)
     vocab = getattr(dls, 'vocab', None)
-    if vocab is not None: model.classes = list(vocab)
+    if vocab is not None: model.classes = learn.model.classes = list(vocab)  # learn.model wraps model when it has several outputs
     return learn
 
 # %% ../nbs/00_core.ipynb #c0a1b2c4

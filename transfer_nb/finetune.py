@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
 from torch import nn
 from .core import (classifier_learner, evaluate, n_params, seed_everything, check_arg, get_module, set_module, find_head,
-                              body_levels, level_groups, first_inputs, Normalized, ValidateAtEnd, class_predictions, collapse_share)
+                              body_levels, level_groups, first_inputs, Normalized, ValidateAtEnd, class_predictions, collapse_share, main_output, MainOutput)
 from .weights import load_weights
 from fastai.learner import Learner
 from fastai.callback.core import Callback
@@ -79,7 +79,7 @@ def _probe(model:nn.Module, xb:torch.Tensor, levels:list) -> tuple:
     was = model.training
     try:
         model.eval()
-        out = model(xb.to(next(model.parameters()).device))
+        out = MainOutput(model)(xb.to(next(model.parameters()).device))  # several outputs (auxiliary logits): the main one
     except (RuntimeError, ValueError) as e:
         raise ValueError(f"the source network cannot take the target's inputs of shape {'×'.join(map(str, xb.shape[1:]))}: "
                          f"{str(e).splitlines()[0]}; resize or convert the target (size=, channels=, or model= when loading it)") from None
@@ -297,6 +297,7 @@ def transfer_learner(source, # a trained nn.Module, or a pretrained backbone's n
     xb = first_inputs(dls)
     if xb is None: raise ValueError("the target loaders hold no images")
     _probe(model, xb, [])  # inputs the source cannot take: a clear message before anything else
+    model = main_output(model, xb)  # a network with auxiliary outputs: its main logits
     head = find_head(model, head, xb.to(dev))
     levels = body_levels(model, head)
     out_shape, level_shapes = _probe(model, xb, levels)
