@@ -273,3 +273,12 @@ def test_a_convolution_head_is_named_with_what_to_do(make, conv):
     p = domain_pair('uci:0-2', 'mnist:0-2', shots=3, size=64, channels=3)
     with pytest.raises(ValueError, match=rf"classifies with a 1×1 convolution \({re.escape(conv)}\), not a Linear layer: give it a Linear head on pooled features"):
         transfer_learner(make(), p.target, 'fine_tune', new_head=True)
+
+
+def test_a_torchvision_vit_has_one_level_per_block():
+    "torchvision keeps a ViT's blocks in encoder.layers: each block is a level (it was one level for the whole encoder)."
+    import torchvision
+    from transfer_nb.core import body_levels, find_head
+    m = torchvision.models.vit_b_16()
+    levels = body_levels(m, find_head(m))
+    assert levels == ['conv_proj', *[f'encoder.layers.encoder_layer_{i}' for i in range(12)], 'encoder.ln']

@@ -238,10 +238,14 @@ def body_levels(model:nn.Module, # the network
                ) -> list:
     "Names of the body's levels (parameter-holding blocks before the head), in order."
     seen = set()
+    def stack(mod):  # a Sequential or ModuleList of at least 4 blocks of one class: a transformer's layers, say
+        kids = list(mod.children())
+        return isinstance(mod, (nn.Sequential, nn.ModuleList)) and len(kids) >= 4 and len({type(c) for c in kids}) == 1 and not _is_leaf(kids[0])
     def opens(name, mod):
         if head.startswith(name + '.'): return True
         kids = [c for c in mod.children() if _has_params(c)]
-        return isinstance(mod, (nn.Sequential, nn.ModuleList)) and any(not _is_leaf(c) for c in kids)
+        if isinstance(mod, (nn.Sequential, nn.ModuleList)): return any(not _is_leaf(c) for c in kids)
+        return any(stack(c) for c in kids)  # torchvision's ViT keeps its blocks in encoder.layers: each block a level
     def walk(prefix, mod):
         for n, c in mod.named_children():
             name = prefix + n
