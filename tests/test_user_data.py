@@ -233,6 +233,7 @@ def test_loss_func_passes_through_and_adapt_learner_checks_the_head():
     learn = classifier_learner(p.target, DigitCNN(width=4, n_out=3), loss_func=LabelSmoothingCrossEntropyFlat())
     assert isinstance(learn.loss_func, LabelSmoothingCrossEntropyFlat)
     with pytest.raises(ValueError, match=r"the model outputs 10 classes but the source has 3 \(0, 1, 2\)"): adapt_learner(DigitCNN(width=4), p, 'dann')
+    with pytest.raises(ValueError, match="the model outputs 10 classes but the data has 3"): classifier_learner(p.target, DigitCNN(width=4))
 
 
 class DictNet(nn.Module):

@@ -451,6 +451,9 @@ def classifier_learner(dls, # fastai DataLoaders of (x, y) batches
     "A fastai `Learner` (or subclass `cls`) for classifying with `model` on `dls`, with level-wise parameter groups."
     x = first_inputs(dls)
     if x is not None: model = main_output(model, x)  # several outputs: the main logits
+    n_out, c = getattr(get_module(model, find_head(model, x=x)), 'out_features', None), getattr(dls, 'c', None)
+    if n_out and isinstance(c, int) and n_out != c:
+        raise ValueError(f"the model outputs {n_out} classes but the data has {c}: give it a head for the data's classes (transfer_learner(..., new_head=True) does)")
     if 'splitter' not in kwargs: kwargs['splitter'] = splitter_for(model, x=x)
     kwargs.setdefault('metrics', accuracy)
     cbs = list(L(kwargs.pop('cbs', None)))
