@@ -1,10 +1,9 @@
 "The installed `transfer_nb` command, end to end, as a user runs it: built-in domains, your own image folders, bad input."
 import json, re, subprocess, sys
 from pathlib import Path
-import numpy as np, pytest, torch
-from PIL import Image
+import pytest
 from transfer_nb.cli import main
-from transfer_nb.data import load_domain
+from folders import write_folder
 
 EXE = Path(sys.executable).parent/'transfer_nb'
 
@@ -62,16 +61,6 @@ def test_run_errors_are_messages_not_tracebacks(tmp_path):
     assert r.returncode == 1 and 'is a weights file: pass --arch' in r.stderr
     r = run('compare', '--model', 'resnet1000', '--out', str(tmp_path/'p'))
     assert r.returncode == 1 and "unknown pretrained network 'resnet1000'" in r.stderr
-
-
-def write_folder(root, spec='mnist:1,7', n=30, rgb=True):
-    d = load_domain(spec)
-    for c, name in enumerate(d.classes):
-        (root/name).mkdir(parents=True)
-        for i in torch.where(d.y == c)[0][:n].tolist():
-            im = Image.fromarray((d.x[i, 0].numpy() * 255).astype(np.uint8))
-            (im.convert('RGB') if rgb else im).save(root/name/f'{i}.png')
-    return root
 
 
 @pytest.mark.slow

@@ -8,12 +8,12 @@ ones are marked slow; CI runs this whole file (`pytest -m 'slow or not slow' tes
 plain install resolves, and again with the developer venv."""
 import errno, json, os, re, shlex, signal, subprocess, sys, time
 from pathlib import Path
-import numpy as np, pytest, torch, torchvision
-from PIL import Image
+import pytest, torch, torchvision
 from torch import nn
 from transfer_nb.cli import main
-from transfer_nb.data import load_domain, domain_pair
-from transfer_nb.experiment import TECHNIQUES, compare, RunStore
+from folders import write_folder
+from transfer_nb.data import domain_pair
+from transfer_nb.experiment import TECHNIQUES, compare
 
 ROOT = Path(__file__).resolve().parents[1]
 EXE = Path(sys.executable).parent/'transfer_nb'
@@ -31,17 +31,6 @@ def cli(argv, capsys):
     except SystemExit as e: code = e.code
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def write_folder(root, spec='mnist:1,7', n=24, rgb=True):
-    "A folder with one sub-folder of PNGs per class, from a built-in domain."
-    d = load_domain(spec)
-    for c, name in enumerate(d.classes):
-        (root/name).mkdir(parents=True)
-        for i in torch.where(d.y == c)[0][:n].tolist():
-            im = Image.fromarray((d.x[i, 0].numpy() * 255).astype(np.uint8))
-            (im.convert('RGB') if rgb else im).save(root/name/f'{i}.png')
-    return root
 
 
 # ---- a plain install: nothing optional is imported ----

@@ -1,0 +1,17 @@
+"Image folders the tests write, as a user's data looks on disk: one sub-folder of PNGs per class, from a built-in domain."
+import numpy as np, torch
+from PIL import Image
+from transfer_nb.data import load_domain
+
+
+def write_folder(root, # the folder to create
+                 spec='mnist:1,7', # a built-in domain (with a class selection): its classes become the sub-folders
+                 n=30, # images per class
+                 rgb=True): # save as RGB (else grey)
+    d = load_domain(spec)
+    for c, name in enumerate(d.classes):
+        (root/name).mkdir(parents=True)
+        for i in torch.where(d.y == c)[0][:n].tolist():
+            im = Image.fromarray((d.x[i, 0].numpy() * 255).astype(np.uint8))
+            (im.convert('RGB') if rgb else im).save(root/name/f'{i}.png')
+    return root
