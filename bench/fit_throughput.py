@@ -1,8 +1,10 @@
 #!/usr/bin/env python
-"""Training throughput of transfer_nb's fastai Learner against a hand-written PyTorch loop, in one process.
+"""Training throughput of transfer_nb's fastai Learner against a hand-written PyTorch loop and stock fastai, in one process.
 
 Same model, batch size, precision, optimizer (torch.optim.Adam; fastai gets it through OptimWrapper) and data (random
-tensors already on the device) on both sides; the Learner reads them through transfer_nb's `TensorDL`. Each side runs
+tensors already on the device) on both sides; the Learner reads them through transfer_nb's `TensorDL`. Stock fastai is
+what a fastai user writes: fastai's own `DataLoader` over a `TensorDataset` in host memory (collated per batch, moved
+to the device by fastai) and fastai's default optimiser (its own Adam). Each side runs
 `warmup` steps first, then `steps` timed steps (synchronised on CUDA). On CUDA both use bf16 autocast (fp16 where
 bf16 is not supported) and channels_last; on the CPU, fp32. Prints images/s and the ratio Learner / plain.
 
@@ -11,6 +13,7 @@ bf16 is not supported) and channels_last; on the CPU, fp32. Prints images/s and 
 A benchmark, not a test: it asserts nothing.
 """
 import argparse, time
+from pathlib import Path
 import torch, torchvision
 from torch import nn
 from fastai.callback.core import Callback
@@ -21,7 +24,8 @@ from transfer_nb.core import DigitCNN, default_device
 from transfer_nb.data import Tensors, TensorDL
 
 MODELS = {'digit CNN, 28 px': (lambda: DigitCNN(width=32), (1, 28, 28)),
-          'ResNet-18, 32 px': (lambda: torchvision.models.resnet18(num_classes=10), (3, 32, 32))}
+          'ResNet-18, 32 px': (lambda: torchvision.models.resnet18(num_classes=10), (3, 32, 32)),
+          'ResNet-18, 64 px': (lambda: torchvision.models.resnet18(num_classes=10), (3, 64, 64))}
 
 
 def amp_dtype(dev):
@@ -78,24 +82,44 @@ def learner(make, shape, bs, steps, warmup, dev):
     return steps * bs / (timer.t1 - timer.t0)
 
 
-def main(bs=None, steps=None, warmup=5, models=None):
+def stock(make, shape, bs, steps, warmup, dev):
+    "fastai as its users write it: fastai's DataLoader over a TensorDataset in host memory, fastai's default optimiser."
+    from fastai.data.load import DataLoader
+    m = make().to(dev); dt = amp_dtype(dev)
+    if dev.type == 'cuda': m = m.to(memory_format=torch.channels_last)
+    n = bs * (steps + warmup)
+    ds = torch.utils.data.TensorDataset(torch.rand(n, *shape), torch.randint(0, 10, (n,)))
+    dls = DataLoaders(DataLoader(ds, bs=bs, shuffle=True, drop_last=True, device=dev), DataLoader(torch.utils.data.TensorDataset(*ds[:bs]), bs=bs, device=dev))
+    timer = Timer(warmup, dev)
+    learn = Learner(dls, m, loss_func=nn.CrossEntropyLoss(), cbs=timer)
+    if dt == torch.bfloat16: learn.to_bf16()
+    elif dt is not None: learn.to_fp16()
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+    return steps * bs / (timer.t1 - timer.t0)
+
+
+def main(bs=None, steps=None, warmup=5, models=None, json_out=None):
     dev = default_device()
     bs = bs or ([256, 1024] if dev.type == 'cuda' else [256])
     steps = steps or (200 if dev.type == 'cuda' else 15)
     if dev.type == 'cuda': torch.backends.cudnn.benchmark = True
     name = torch.cuda.get_device_name() if dev.type == 'cuda' else f'CPU ({torch.get_num_threads()} threads)'
     print(f"device: {name}; torch {torch.__version__}; precision {amp_dtype(dev) or 'fp32'}; {steps} timed steps after {warmup} warm-up")
-    print(f"| model | batch | plain loop (img/s) | transfer_nb Learner (img/s) | Learner / plain |\n|---|---|---|---|---|")
+    print(f"| model | batch | plain loop (img/s) | stock fastai (img/s) | transfer_nb (img/s) | transfer_nb / plain |\n|---|---|---|---|---|---|")
+    rows = []
     for mname in models or MODELS:
         make, shape = MODELS[mname]
         for b in bs:
-            p = plain(make, shape, b, steps, warmup, dev)
-            l = learner(make, shape, b, steps, warmup, dev)
-            print(f"| {mname} | {b} | {p:,.0f} | {l:,.0f} | {l / p:.2f} |", flush=True)
+            p, s_, l = (f(make, shape, b, steps, warmup, dev) for f in (plain, stock, learner))
+            rows.append(dict(model=mname, bs=b, plain=p, stock_fastai=s_, transfer_nb=l))
+            print(f"| {mname} | {b} | {p:,.0f} | {s_:,.0f} | {l:,.0f} | {l / p:.2f} |", flush=True)
+    if json_out:
+        import json
+        Path(json_out).write_text(json.dumps(dict(device=name, torch=torch.__version__, precision=str(amp_dtype(dev) or 'fp32'), steps=steps, warmup=warmup, rows=rows), indent=1))
 
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--bs', type=int, nargs='+'); ap.add_argument('--steps', type=int); ap.add_argument('--warmup', type=int, default=5)
-    ap.add_argument('--models', nargs='+', choices=list(MODELS))
+    ap.add_argument('--models', nargs='+', choices=list(MODELS)); ap.add_argument('--json', dest='json_out', help='write the table as JSON here')
     main(**vars(ap.parse_args()))

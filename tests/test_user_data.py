@@ -283,3 +283,21 @@ def test_a_torchvision_vit_has_one_level_per_block():
     m = torchvision.models.vit_b_16()
     levels = body_levels(m, find_head(m))
     assert levels == ['conv_proj', *[f'encoder.layers.encoder_layer_{i}' for i in range(12)], 'encoder.ln']
+
+
+def test_a_class_too_small_to_split_is_refused_with_the_number_needed():
+    d = load_domain('uci:0-2')
+    keep = torch.cat([torch.where(d.y == 0)[0][:2], torch.where(d.y != 0)[0]])  # class '0' keeps 2 images
+    with pytest.raises(ValueError, match=r"target class '0' has 2 images: too few to split .* every class needs at least 3 distinct images"):
+        domain_pair(None, d.subset(keep), shots=1)
+
+
+def test_an_explicit_class_map_matches_differently_named_classes():
+    "Source classes 0, 1, 2; the target calls them zero, one, two: class_map says which is which (by name, in any order)."
+    src, t = load_domain('uci:0-2'), load_domain('mnist:0-2')
+    named = Domain('words', t.x, t.y, ['zero', 'one', 'two'])
+    assert not domain_pair(src, named).same_classes
+    p = domain_pair(src, named, class_map={'two': '2', 'zero': '0', 'one': '1'})
+    assert p.same_classes and torch.equal(p.tgt.y, t.y) and why_not('dann', p) is None
+    assert "target classes renamed to the source's: two → 2, zero → 0, one → 1" in repr(p)
+    with pytest.raises(ValueError, match=r"class_map \{'three': '3'\} names classes that are not there"): domain_pair(src, named, class_map={'three': '3'})

@@ -646,6 +646,7 @@ def domain_pair(source, # source domain: a name for load_domain, a Domain, or No
                 augment:str=None, # 'digits' or 'photos': Augment on the training loaders
                 min_batches:int=1, # training loaders repeat their data so an epoch has at least this many batches
                 data_seed:int=0, # seed of the random domains' data
+                class_map:dict=None, # target class name → the source class it is (when the names differ but the classes are the same)
                 device=None, # where the tensors live; default_device() when None
                ) -> DomainPair:
     "Labeled source, few-shot target, unlabeled target pool and held-out target test, as fastai loaders."
@@ -677,6 +678,13 @@ def domain_pair(source, # source domain: a name for load_domain, a Domain, or No
             if d.shape[1:] != size: conversions.append(f"{role} {d.name} resized {'×'.join(map(str, d.shape[1:]))}→{'×'.join(map(str, size))}")
     tgt = convert_domain(tgt, want, size)
     if src is not None: src = convert_domain(src, want, size)
+    if class_map:
+        if src is None: raise ValueError("class_map maps target classes to source classes, and this pair has no source")
+        bad = {k: v for k, v in class_map.items() if str(k) not in map(str, tgt.classes) or str(v) not in map(str, src.classes)}
+        if bad: raise ValueError(f"class_map {bad} names classes that are not there: target classes {tgt.classes}, source classes {src.classes}")
+        names = {str(k): str(v) for k, v in class_map.items()}
+        tgt = Domain(tgt.name, tgt.x, tgt.y, [names.get(str(c), c) for c in tgt.classes], tgt.origin, tgt.ids, tgt.about)
+        conversions.append(f"target classes renamed to the source's: {', '.join(f'{k} → {v}' for k, v in names.items())}")
     if src is not None and src.classes != tgt.classes and sorted(map(str, src.classes)) == sorted(map(str, tgt.classes)):
         order = {str(c): i for i, c in enumerate(src.classes)}  # classes correspond by name, not by position
         tgt = Domain(tgt.name, tgt.x, torch.tensor([order[str(c)] for c in tgt.classes])[tgt.y], list(src.classes), tgt.origin, tgt.ids, tgt.about)
@@ -699,6 +707,10 @@ def domain_pair(source, # source domain: a name for load_domain, a Domain, or No
             s_train, s_valid = [[a[~held[a]] for a in part] for part in (s_train, s_valid)]
             dropped = n_before - sum(map(len, s_train + s_valid))
             if dropped: conversions.append(f"source: {dropped} images left out, {why}")
+    for c, (a, b) in enumerate(zip(t_test, t_pool)):
+        if not len(a) or not len(b):
+            raise ValueError(f"target class {tgt.classes[c]!r} has {len(a) + len(b) + len(t_valid[c])} images: too few to split (20% test, 10% valid, "
+                             "70% pool, per class, each image and its copies on one side): every class needs at least 3 distinct images")
     if shots is not None:
         for c, p in enumerate(t_pool):
             if shots > len(p): raise ValueError(f"shots={shots} but target class {tgt.classes[c]!r} has only {len(p)} images in its training pool")
