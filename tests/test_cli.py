@@ -58,6 +58,9 @@ def test_run_errors_are_messages_not_tracebacks(tmp_path):
     r = run('compare', '--source', 'uci', '--target', 'mnist', '--seeds', '1', '--steps', '2', '--source-steps', '2', '--width', '4', '--out', str(out))
     assert r.returncode == 1 and 'is not valid JSON' in r.stderr and 'Traceback' not in r.stderr
     r = run('compare', '--model', str(tmp_path/'w.safetensors'), '--out', str(tmp_path/'p'))
+    assert r.returncode == 1 and 'no such weights file' in r.stderr
+    (tmp_path/'w.safetensors').write_bytes(b'weights')
+    r = run('compare', '--model', str(tmp_path/'w.safetensors'), '--out', str(tmp_path/'p'))
     assert r.returncode == 1 and 'is a weights file: pass --arch' in r.stderr
     r = run('compare', '--model', 'resnet1000', '--out', str(tmp_path/'p'))
     assert r.returncode == 1 and "unknown pretrained network 'resnet1000'" in r.stderr

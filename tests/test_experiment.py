@@ -23,7 +23,7 @@ def test_cli_compare_end_to_end(tmp_path):
     assert {f.name for f in out.iterdir() if not f.name.startswith('.')} == {'report.md', 'runs.csv', 'runs.jsonl', 'config.json', 'bars.png', 'curves.png', 'command.txt'}
     recs = records(out)
     assert {(x['technique'], x['shots']) for x in recs} == {('scratch', 2), ('scratch', 5), ('fine_tune', 2), ('fine_tune', 5), ('dann', None)}
-    assert all(0 <= x['target_acc'] <= 1 and x['status'] == 'ok' for x in recs)
+    assert all(0 <= x['target_acc'] <= 1 and x['status'] in ('ok', 'collapsed') for x in recs)  # tiny budgets: a run may collapse (a result), none fails
     assert len(pd.read_csv(out/'runs.csv')) == 5
     md = (out/'report.md').read_text()
     assert md.startswith('# uci → mnist') and '| technique | uses | shots |' in md and '![learning curves](curves.png)' in md
@@ -86,7 +86,7 @@ def test_compare_on_a_target_only_folder_with_a_pretrained_backbone(tmp_path):
         for i in torch.where(d.y == c)[0][:30].tolist(): Image.fromarray((d.x[i, 0].numpy() * 255).astype(np.uint8)).convert('RGB').save(tmp_path/'imgs'/name/f'{i}.png')
     pair = folder_pair(None, tmp_path/'imgs', size=32, augment='photos')
     df = compare(pair, ['linear_probe', 'fine_tune'], seeds=(0,), shots=(3,), model='efficientnet-lite0', steps=3)
-    assert set(df.status) == {'ok'} and df.source_acc.isna().all()
+    assert set(df.status) <= {'ok', 'collapsed'} and df.source_acc.isna().all()  # 3 steps on 2 classes may collapse (a result); none fails
     assert df.attrs['config']['model'] == 'pretrained efficientnet-lite0' and df.attrs['config']['fingerprints']['source'] is None
     with pytest.raises(ValueError, match="dann cannot run here: it trains on source data, and the pair has none"): compare(pair, ['dann'], model='efficientnet-lite0')
     with pytest.raises(ValueError, match="a target-only pair has no source data to train a source model on"): compare(pair, ['full'])

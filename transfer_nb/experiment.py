@@ -775,6 +775,8 @@ def describe_config(config:dict, # a compare configuration (df.attrs['config'] o
     "The data, model and budgets of a comparison, in a sentence or two."
     d = config['data']
     data = (f"`{d['source']}` → `{d['target']}`" if d.get('source') else f"`{d['target']}` (target only)") + f", images {d['image']}"
+    folders = [d[k] for k in ('source_about', 'target_about') if str(d.get(k, '')).startswith('image folder')]  # what was read, and skipped
+    if folders: data += f" (from {'; '.join(folders)})"
     return (f"{data}; model: {config['model']}; {config['steps']} optimiser steps per fine-tuning run and {config['source_steps']} per source or "
             f"adaptation run, one-cycle at lr {config['lr']}, batch size {config['bs']}; adaptation epochs chosen by "
             f"{config['select_by'] or 'none (the last epoch)'}" + (f"; grid {config['grid']}" if config.get('grid') else '')
