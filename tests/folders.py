@@ -15,3 +15,14 @@ def write_folder(root, # the folder to create
             im = Image.fromarray((d.x[i, 0].numpy() * 255).astype(np.uint8))
             (im.convert('RGB') if rgb else im).save(root/name/f'{i}.png')
     return root
+
+
+def loader_images(dl):
+    "The images a loader of transfer_nb serves, decoded: N×C×H×W in the dataset's order (files of a folder are read from disk)."
+    ds = dl.dataset
+    return ds.files.load() if hasattr(ds, 'files') else ds.ts[0]
+
+
+def decoded(x):
+    "Images as a tensor: `ImageFiles` decoded, tensors as they are."
+    return x if torch.is_tensor(x) else x.load()

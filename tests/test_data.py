@@ -7,6 +7,7 @@ from transfer_nb.core import seed_everything, DigitCNN, Normalized
 from transfer_nb.data import (DOMAINS, FASHION_CLASSES, Domain, domain_pair, load_domain, load_syn, folder_domain, folder_pair,
                               convert_domain, render_digits, digit_fonts, shift_regression, stratified_sample, Tensors, TensorDL, Augment,
                               cache_dir, _cached)
+from folders import loader_images, decoded
 from transfer_nb.adapt import adapt_learner, IM, TargetAccuracy
 
 PAIRS = [('syn', 'mnist'), ('mnist', 'uci'), ('mnist', 'mnistm'), ('uci', 'mnist'), ('mnist:0-4', 'mnist:5-9')]
@@ -15,7 +16,7 @@ HAVE_FASHION = os.path.isdir('/usr/share/datasets/fashion-mnist') or bool(os.env
 
 def rows(x):
     "A set of hashes, one per image, to compare splits by content."
-    return {hashlib.sha1(r.numpy().tobytes()).hexdigest() for r in x.cpu()}
+    return {hashlib.sha1(r.numpy().tobytes()).hexdigest() for r in decoded(x).cpu()}
 
 
 @pytest.mark.parametrize('name', [n for n in DOMAINS if n != 'fashion' or HAVE_FASHION])
@@ -51,7 +52,7 @@ def test_syn_is_deterministic_per_seed_and_uses_bundled_fonts(tmp_path, monkeypa
 def test_same_seed_same_pair(source, target):
     a, b = domain_pair(source, target, shots=5, seed=7), domain_pair(source, target, shots=5, seed=7)
     for k in a.idx: assert torch.equal(a.idx[k], b.idx[k]), k
-    assert torch.equal(a.target.train.dataset.ts[0], b.target.train.dataset.ts[0])
+    assert torch.equal(loader_images(a.target.train), loader_images(b.target.train))
     assert not torch.equal(a.idx['test'], domain_pair(source, target, shots=5, seed=8).idx['test'])
 
 
@@ -71,8 +72,8 @@ def test_target_test_never_in_training_splits(source, target, shots):
     assert not set(p.idx['target_valid'].tolist()) & set(p.idx['unlabeled'].tolist())
     assert set(p.idx['target_train'].tolist()) <= set(p.idx['unlabeled'].tolist())
     assert not set(p.idx['source_train'].tolist()) & set(p.idx['source_valid'].tolist())
-    test_imgs = rows(p.test.dataset.ts[0])  # by content too: no test image in a loader that training or selection may use
-    for dl in (p.target.train, p.target.valid, p.unlabeled): assert not test_imgs & rows(dl.dataset.ts[0])
+    test_imgs = rows(loader_images(p.test))  # by content too: no test image in a loader that training or selection may use
+    for dl in (p.target.train, p.target.valid, p.unlabeled): assert not test_imgs & rows(loader_images(dl))
     assert len(p.idx['test']) + len(p.idx['target_valid']) + len(p.idx['unlabeled']) == len(p.tgt)
 
 
@@ -103,7 +104,7 @@ def test_validators_see_every_class_in_proportion_and_the_oracle_the_whole_test_
     pool_y = p.tgt.y[p.idx['unlabeled']]
     x = p.pool_sample(n_val)
     scored_y = pool_y[[i for i in range(len(pool_y))] if n_val is None else stratified_sample(pool_y, n_val, 0)]
-    assert rows(x) == rows(p.unlabeled.dataset.ts[0][stratified_sample(pool_y, n_val, 0).to(x.device)])
+    assert rows(x) == rows(loader_images(p.unlabeled)[stratified_sample(pool_y, n_val, 0)])
     n = len(x)
     share = torch.bincount(pool_y, minlength=p.n_classes).float() / len(pool_y)
     got = torch.bincount(scored_y, minlength=p.n_classes).float()
@@ -154,7 +155,7 @@ def test_bad_inputs_fail_before_anything_is_built():
     with pytest.raises(ValueError, match="shots must be an int ≥ 1 or None, got 0"): domain_pair('syn', 'mnist', shots=0)
     with pytest.raises(ValueError, match="seed must be an int ≥ 0, got -1"): domain_pair('syn', 'mnist', seed=-1)
     with pytest.raises(ValueError, match="unknown domain 'svhn'"): domain_pair('syn', 'svhn')
-    with pytest.raises(TypeError, match="target must be a domain name or a `Domain`"): domain_pair('syn', None)
+    with pytest.raises(TypeError, match="target must be a domain name, a `Domain` or fastai DataLoaders, got NoneType"): domain_pair("syn", None)
     with pytest.raises(ValueError, match="images must hold values in \\[0, 1\\]"): Domain('x', torch.full((2, 1, 4, 4), 2.), torch.zeros(2, dtype=torch.long), ['a'])
 
 
@@ -206,7 +207,8 @@ def test_each_image_format_decodes_to_its_values(tmp_path, kind):
 
 def test_float_images_out_of_range_are_refused(tmp_path):
     _write(tmp_path/'a'/'x.tif', (RAMP * 255).astype(np.float32)); _write(tmp_path/'b'/'y.png', (RAMP * 255).astype(np.uint8))
-    with pytest.raises(ValueError, match="a float image with values in \\[0, 255\\]; float images must hold values in \\[0, 1\\]"): folder_domain(tmp_path)
+    d = folder_domain(tmp_path)  # files are read when a loader asks: the bad one is named then
+    with pytest.raises(ValueError, match="x.tif'?: a float image with values in \\[0, 255\\]; float images must hold values in \\[0, 1\\]"): d.x.load()
 
 
 def test_cache_that_cannot_be_written(tmp_path, monkeypatch):

@@ -8,6 +8,7 @@ from PIL import Image
 from torch import nn
 from transfer_nb.core import DigitCNN, seed_everything, fit_classifier, class_predictions
 from transfer_nb.data import Domain, domain_pair, folder_domain, folder_pair, load_domain
+from folders import loader_images
 from transfer_nb.adapt import adapt_learner
 from transfer_nb.finetune import transfer_learner
 from transfer_nb.experiment import compare, summary, write_report, why_not
@@ -63,7 +64,7 @@ def test_a_kept_head_follows_the_class_names():
     src = fit_classifier(p.source, DigitCNN(width=4, n_out=3), 1).model
     src.classes = ['1', '2', '0']  # as if it had been trained with its classes in this order
     learn = transfer_learner(src, p.target, 'direct')
-    x = p.test.dataset.ts[0][:16]
+    x = loader_images(p.test)[:16]
     src.eval(); learn.model.eval()
     with torch.no_grad(): a, b = src(x), learn.model(x)
     for j, name in enumerate(p.tgt.classes): assert torch.allclose(b[:, j], a[:, src.classes.index(name)])
@@ -164,15 +165,15 @@ def test_copies_stay_on_one_side_of_every_split(tmp_path):
         for f in sorted((src/c).iterdir())[:30]: (sub/c/f.name).write_bytes(f.read_bytes())
     p = folder_pair(src, sub, shots=2)
     key = lambda x: [r.numpy().tobytes() for r in x]
-    test = set(key(p.test.dataset.ts[0]))
+    test = set(key(loader_images(p.test)))
     for dl in (p.target.train, p.target.valid, p.source.train, p.source.valid):
-        assert not test & set(key(dl.dataset.ts[0])), "a test image has an identical copy in a split that trains or selects"
-    assert not test & set(key(p.unlabeled.dataset.ts[0]))
+        assert not test & set(key(loader_images(dl))), "a test image has an identical copy in a split that trains or selects"
+    assert not test & set(key(loader_images(p.unlabeled)))
     assert any('images are copies of others; each image and its copies kept in one split' in c for c in p.conversions)
     assert any('images left out, identical to target test images' in c for c in p.conversions)
     twice = domain_pair(None, folder_domain(src), shots=2)  # the target itself holds every image twice
-    test = set(key(twice.test.dataset.ts[0]))
-    for dl in (twice.target.train, twice.target.valid, twice.unlabeled): assert not test & set(key(dl.dataset.ts[0]))
+    test = set(key(loader_images(twice.test)))
+    for dl in (twice.target.train, twice.target.valid, twice.unlabeled): assert not test & set(key(loader_images(dl)))
     assert any(c.startswith('target: 120 images are copies of others') for c in twice.conversions)
     df = compare(p, ['fine_tune'], seeds=(0,), shots=(2,), steps=1, source_steps=2, width=4, out=tmp_path/'r')
     md = write_report(df, tmp_path/'r').read_text()
@@ -253,7 +254,7 @@ def test_networks_with_several_outputs_train_on_their_main_logits(make):
     from transfer_nb.core import body_levels, find_head, main_output, MainOutput
     p = domain_pair('uci:0-2', 'mnist:0-2', shots=3, size=64, channels=3)
     net = make()
-    x = p.test.dataset.ts[0][:4]
+    x = loader_images(p.test)[:4]
     w = main_output(net, x)
     assert isinstance(w, MainOutput) and torch.is_tensor(w.train()(x)) and w(x).shape == (4, 3)
     head = find_head(w, x=x)

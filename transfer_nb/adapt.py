@@ -9,10 +9,11 @@ from functools import partial
 import pandas as pd, torch, torch.nn.functional as F
 from torch import nn
 from .core import (evaluate, check_arg, get_module, find_head, body_levels, level_groups, first_inputs, DivergenceError,
-                              CheckFinite, cuda_defaults, distributed, unwrap, collapse_share, main_output)
-from .data import Augment, Tensors, TensorDL, reseed
+                              CheckFinite, cuda_defaults, distributed, unwrap, collapse_share, main_output, default_device, image_batches, eval_bs)
+from .data import Augment, ImageFiles, images_dl, reseed
 from fastai.callback.core import Callback
 from fastai.data.core import DataLoaders
+from fastai.data.load import DataLoader
 from fastai.learner import Learner, Metric
 from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy
@@ -297,10 +298,10 @@ class FixMatch(TwoDomainCallback):
 # %% ../nbs/04_adapt.ipynb #c8656b1d
 @torch.no_grad()
 def target_outputs(model:nn.Module, # a classifier (or a WithDiscriminator)
-                   x:torch.Tensor, # target images
+                   x:torch.Tensor, # target images, N×C×H×W (or ImageFiles, decoded batch by batch)
                    bs:int=512, # images per forward pass
                   ) -> tuple:
-    "Softmax predictions and head-input features of `model` (eval mode) on the images `x`."
+    "Softmax predictions (N×C) and head-input features (N×D) of `model` (eval mode) on the images `x`."
     net = classifier_of(model)
     head, feats, probs = get_module(net, find_head(net)), [], []
     h = head.register_forward_hook(lambda m, i, o: feats.append(i[0].float()))
@@ -308,7 +309,7 @@ def target_outputs(model:nn.Module, # a classifier (or a WithDiscriminator)
     try:
         net.eval()
         dev = next(net.parameters()).device
-        for i in range(0, len(x), bs): probs.append(net(x[i:i+bs].to(dev)).float().softmax(1))
+        for xb in image_batches(x, bs): probs.append(net(xb.to(dev)).float().softmax(1))
     finally: h.remove(); net.train(was)
     return torch.cat(probs), torch.cat(feats)
 
@@ -327,12 +328,16 @@ def entropy_score(p:torch.Tensor, # target probabilities, N×C
 def snd_score(p:torch.Tensor, # target probabilities (unused)
               f:torch.Tensor, # target features, N×D
               T:float=0.05, # softmax temperature of the similarities
+              block:int=256, # rows of the N×N similarity matrix held at once (memory: a few block×N floats)
              ) -> float:
-    "Soft neighbourhood density: the mean entropy of each feature's soft-neighbour distribution (higher: tighter clusters)."
-    f = F.normalize(f, dim=1)
-    s = f @ f.T
-    s.fill_diagonal_(float('-inf'))
-    return _entropy((s / T).softmax(1)).mean().item()
+    "Soft neighbourhood density (Saito et al., 2021): the mean entropy of each feature's soft-neighbour distribution (higher: tighter clusters), in row blocks."
+    f = F.normalize(f.float(), dim=1)
+    block, total = check_arg(block, 'block', int, lo=1), torch.zeros((), dtype=torch.float64, device=f.device)
+    for i in range(0, len(f), block):
+        s = f[i:i+block] @ f.T / T
+        s[torch.arange(len(s), device=f.device), torch.arange(i, i + len(s), device=f.device)] = float('-inf')  # not its own neighbour
+        total += _entropy(s.softmax(1)).double().sum()
+    return (total / len(f)).item()
 
 def _state_key(model:nn.Module) -> tuple:
     "Changes whenever a weight or buffer of `model` is changed in place or replaced."
@@ -432,7 +437,7 @@ def adapt_learner(model:nn.Module, # the classifier to train (copied), e.g. Digi
     if method != 'source_only' and not pair.same_classes:  # source_only also trains a source model for a new task
         raise ValueError(f"{method} trains one head on the source's classes and scores the target with it, and the classes differ (source "
                          f"{pair.src.classes}, target {pair.tgt.classes}): a new task takes fine-tuning with a new head (transfer_learner(..., new_head=True))")
-    net = main_output(copy.deepcopy(model).to(pair.source.train.dataset.ts[0].device), first_inputs(pair.source))  # auxiliary outputs: the main logits
+    net = main_output(copy.deepcopy(model).to(pair.settings.get('device') or default_device()), first_inputs(pair.source))  # auxiliary outputs: the main logits
     head = find_head(net, x=first_inputs(pair.source))
     n_out = getattr(get_module(net, head), 'out_features', None)
     if n_out is not None and n_out != len(pair.src.classes):
@@ -477,7 +482,7 @@ class SHOT(Callback):
                  div:float=1.): # weight of the diversity term
         self.x, self.beta, self.div = x, check_arg(beta, 'beta', lo=0), check_arg(div, 'div', lo=0)
     def before_train(self):
-        if self.x is not None and self.beta: self.labels = shot_pseudo_labels(self.learn.model, self.x).to(self.x.device)
+        if self.x is not None and self.beta: self.labels = shot_pseudo_labels(self.learn.model, self.x).to(next(self.learn.model.parameters()).device)
     def after_loss(self):
         if not self.training or self.x is None: return
         p = self.pred.float().softmax(1)
@@ -488,34 +493,37 @@ class SHOT(Callback):
     def __getstate__(self): d = dict(self.__dict__); d.update(x=None, labels=None); return d
 
 def _target_images(target, who:str) -> torch.Tensor:
-    "The unlabeled target images of `target` (tensor, loader or target-only pair); source data is refused."
+    "The unlabeled target images of `target` (tensor, ImageFiles, loader or target-only pair); source data is refused."
     if hasattr(target, 'has_source'):
         if target.has_source: raise ValueError(f"{who} is source-free and must not see source data: pass the pair's unlabeled pool (pair.unlabeled) "
                                                "or a target-only pair (domain_pair(None, target))")
-        target = target.unlabeled
-    x = target if torch.is_tensor(target) else getattr(getattr(target, 'dataset', None), 'ts', [None])[0]
+        return target.images('unlabeled')[0]
+    ds = getattr(target, 'dataset', None)
+    x = target if torch.is_tensor(target) or isinstance(target, ImageFiles) else getattr(ds, 'files', None) or getattr(ds, 'ts', [None])[0]
     if x is None: raise TypeError(f"{who} needs target images: a tensor, a loader of them, or a target-only DomainPair; got {type(target).__name__}")
     if not len(x): raise ValueError(f"{who}: the target holds no images: there is nothing to adapt to")
     return x
 
 def shot_learner(model:nn.Module, # the trained source network (copied)
-                 target, # unlabeled target images: a tensor, a loader, or a target-only DomainPair
+                 target, # unlabeled target images: a tensor, ImageFiles, a loader, or a target-only DomainPair
                  beta:float=0.3, # weight of the pseudo-labels
                  bs:int=64, # batch size
                  validators=('IM', 'SND', 'TargetEntropy'), # label-free scores recorded each epoch
                  test=None, # a labeled target loader, recorded as the oracle only
+                 n_val:int=None, # target images the validators score (a seeded sample); None: all of them
                 ) -> Learner:
     "A fastai `Learner` for SHOT: the body of a copy of `model` adapted to `target`, its head frozen, no source data."
     if not isinstance(model, nn.Module): raise TypeError(f"shot_learner needs the trained source network (an nn.Module), got {type(model).__name__}")
     x = _target_images(target, 'shot_learner')
-    net = copy.deepcopy(model).to(x.device)
-    head = find_head(net, x=x[:2])
+    dev = x.device if torch.is_tensor(x) else getattr(target, 'device', None) or default_device()
+    net = copy.deepcopy(model).to(dev)
+    head = find_head(net, x=next(image_batches(x[:2])).to(dev))
     get_module(net, head).requires_grad_(False)
-    idx = torch.arange(len(x), device=x.device)
-    some = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:bs].to(x.device)  # one validation batch: the metrics score all of x
-    dls = DataLoaders(TensorDL(Tensors(x, idx), bs=bs, shuffle=True), TensorDL(Tensors(x[some], idx[some]), bs=256))
+    idx = torch.arange(len(x), device=dev if torch.is_tensor(x) else 'cpu')
+    some = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:bs].to(idx.device)  # one validation batch: the metrics score all of x
+    dls = DataLoaders(images_dl(x, idx, bs=bs, shuffle=True, device=dev), images_dl(x[some], idx[some], bs=eval_bs(tuple(x.shape[1:]), 256), device=dev))
     reseed(dls, 0)
-    outs = TargetOutputs(x)
+    outs = TargetOutputs(x if n_val is None or n_val >= len(x) else x[torch.randperm(len(x), generator=torch.Generator().manual_seed(1))[:n_val].to(idx.device)])
     metrics = [VALIDATORS[v](outs) for v in validators] + ([CollapseShare(outs)] if validators else []) + ([TargetAccuracy(test)] if test is not None else [])
     learn = Learner(dls, net, loss_func=_no_loss, metrics=metrics, cbs=[SHOT(x, beta), CheckFinite()],
                     splitter=partial(level_groups, levels=body_levels(net, head), head=head))
@@ -560,14 +568,13 @@ def tent_learner(model:nn.Module, # the trained source network (copied)
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns: raise ValueError(f"{type(model).__name__} has no BatchNorm layer: TENT adapts BatchNorm's affine parameters, so it needs some")
     if hasattr(stream, 'has_source'): stream = stream.test
-    ds = getattr(stream, 'dataset', None)
-    if not isinstance(ds, Tensors): raise TypeError(f"tent_learner needs a loader of target batches (a TensorDL), got {type(stream).__name__}")
-    net = copy.deepcopy(model).to(ds.ts[0].device)
+    if not isinstance(stream, DataLoader): raise TypeError(f"tent_learner needs a fastai loader of target batches, got {type(stream).__name__}")
+    net = copy.deepcopy(model).to(getattr(stream, 'device', None) or default_device())
     net.requires_grad_(False)
     for m in net.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.requires_grad_(True); m.track_running_stats, m.running_mean, m.running_var = False, None, None  # batch statistics, always
-    dl = TensorDL(ds, bs=bs, shuffle=False)
+    dl = stream.new(bs=bs, shuffle=False, drop_last=False)
     learn = Learner(DataLoaders(dl, dl), net, loss_func=_entropy_loss, cbs=[TENT(episodic), CheckFinite()], splitter=lambda m: [[p for p in m.parameters() if p.requires_grad]])
     learn.method = 'tent'
     return distributed(cuda_defaults(learn))  # under torchrun every process adapts on the whole stream (it is not shuffled, so not sharded)

@@ -113,6 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument('--bs', type=_arg(int, lo=1, name='--bs'), default=64, help='batch size (default: 64)')
     r.add_argument('--select-by', choices=['IM', 'SND', 'TargetEntropy', 'accuracy', 'last'], default='IM',
                    help="validator that chooses an adaptation run's epoch without target labels (default: IM; last: the last epoch)")
+    r.add_argument('--n-val', type=_arg(int, lo=2, name='--n-val'), default=None,
+                   help='unlabeled target images the label-free validators score: a seeded stratified sample (default: the whole pool)')
     r.add_argument('--grid-lam', type=_floats, default=None, help='adaptation weights to try, comma-separated (chosen by --select-by)')
     r.add_argument('--grid-lr', type=_floats, default=None, help='learning rates to try for the adaptation methods, comma-separated')
     r.add_argument('--ray', nargs='?', const='local', default=None, metavar='ADDRESS', help="run on a Ray cluster (ADDRESS, or a local one)")
@@ -197,7 +199,7 @@ def _compare(a, argv) -> int:
     if lead: log(f"comparing {', '.join(techniques)} on {what}, seeds 0–{a.seeds - 1}, shots {', '.join(map(str, a.shots))}, into {a.out}/")
     try:
         df = compare(pair, techniques, seeds=tuple(range(a.seeds)), shots=a.shots, model=model, steps=a.steps,
-                     source_steps=a.source_steps, width=a.width, lr=a.lr, bs=a.bs, select_by=None if a.select_by == 'last' else a.select_by,
+                     source_steps=a.source_steps, width=a.width, lr=a.lr, bs=a.bs, select_by=None if a.select_by == 'last' else a.select_by, n_val=a.n_val,
                      grid=grid, out=a.out, overwrite=a.overwrite, executor='ray' if a.ray else 'serial',
                      ray_address=None if a.ray in (None, 'local') else a.ray, verbose=not a.quiet)
     except Interrupted as e:

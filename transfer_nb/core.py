@@ -18,11 +18,12 @@ from fastai.torch_core import num_distrib, rank_distrib
 from fastcore.foundation import L
 
 # %% auto #0
-__all__ = ['COLLAPSE_SHARE', 'default_device', 'seed_everything', 'check_arg', 'DivergenceError', 'CheckFinite', 'ValidateAtEnd',
-           'DigitCNN', 'RegressionMLP', 'ModuleNotFound', 'get_module', 'set_module', 'find_head', 'MainOutput',
-           'main_output', 'body_levels', 'level_groups', 'InputNorm', 'Normalized', 'norm_stats', 'data_config',
-           'on_cuda', 'cuda_defaults', 'mean_std', 'unwrap', 'distributed', 'n_params', 'evaluate', 'class_predictions',
-           'collapse_share', 'splitter_for', 'first_inputs', 'classifier_learner', 'fit_classifier', 'ProgressLog']
+__all__ = ['EVAL_VALUES', 'COLLAPSE_SHARE', 'default_device', 'seed_everything', 'check_arg', 'DivergenceError', 'CheckFinite',
+           'ValidateAtEnd', 'DigitCNN', 'RegressionMLP', 'ModuleNotFound', 'get_module', 'set_module', 'find_head',
+           'MainOutput', 'main_output', 'body_levels', 'level_groups', 'InputNorm', 'Normalized', 'norm_stats',
+           'data_config', 'on_cuda', 'cuda_defaults', 'mean_std', 'unwrap', 'distributed', 'n_params', 'evaluate',
+           'class_predictions', 'eval_bs', 'image_batches', 'collapse_share', 'splitter_for', 'first_inputs',
+           'classifier_learner', 'fit_classifier', 'ProgressLog']
 
 # %% ../nbs/00_core.ipynb #eb71a999
 def default_device() -> torch.device:
@@ -410,14 +411,30 @@ def evaluate(model:nn.Module, # a classifier
 
 @torch.no_grad()
 def class_predictions(model:nn.Module, # a classifier
-                      x:torch.Tensor, # images, N×C×H×W
+                      x:torch.Tensor, # images, N×C×H×W (or ImageFiles)
                       bs:int=512, # images per forward pass
                      ) -> torch.Tensor:
     "The class `model` (in eval mode) predicts for each image of `x`: N longs."
     was, dev = model.training, next(model.parameters()).device
     model.eval()
-    try: return torch.cat([model(x[i:i+bs].to(dev)).argmax(1).cpu() for i in range(0, len(x), bs)])
+    try: return torch.cat([model(xb.to(dev)).argmax(1).cpu() for xb in image_batches(x, bs)])
     finally: model.train(was)
+
+EVAL_VALUES = 2**22  # input values (images × C×H×W) in one forward pass without gradients: 5,349 digits of 28×28, 27 photos of 3×224×224
+
+def eval_bs(shape:tuple, # one image's shape, C×H×W
+            bs:int=512, # the most images wanted per pass
+           ) -> int:
+    "Images per forward pass without gradients: `bs`, or fewer so a batch holds at most `EVAL_VALUES` input values (the activations of large images stay bounded)."
+    return max(1, min(bs, EVAL_VALUES // max(1, math.prod(shape))))
+
+def image_batches(x, # images: a tensor N×C×H×W, or anything with a batches(bs) method (ImageFiles decode theirs in workers)
+                  bs:int=512): # the most images per batch (fewer for large images, see eval_bs)
+    "`x` in batches of up to `bs` images, in order."
+    bs = eval_bs(tuple(x.shape[1:]), bs)
+    if hasattr(x, 'batches'): yield from x.batches(bs)
+    else:
+        for i in range(0, len(x), bs): yield x[i:i+bs]
 
 COLLAPSE_SHARE = 0.9  # a model that gives one class to this share of the images has collapsed
 

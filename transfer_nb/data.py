@@ -8,37 +8,38 @@ import difflib, gzip, hashlib, math, os, random, warnings
 from functools import lru_cache
 from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
-from .core import default_device, check_arg, data_config
+from .core import default_device, check_arg, data_config, eval_bs
 import matplotlib, matplotlib.pyplot as plt
 import PIL
 from PIL import Image, ImageDraw, ImageFont, ImageOps, features
 from fastai.data.transforms import get_files
-from fastai.data.core import DataLoaders
+from fastai.data.core import DataLoaders, Datasets, TfmdDL, Transform, ItemTransform
 from fastai.data.load import DataLoader
 
 # %% auto #0
-__all__ = ['FASHION_CLASSES', 'DOMAINS', 'IMAGE_EXTS', 'Domain', 'mnist_frame', 'cache_dir', 'digit_fonts', 'render_digits',
-           'load_syn', 'load_mnist', 'load_uci', 'load_mnistm', 'load_fashion', 'missing_data', 'load_domain',
-           'show_domains', 'convert_domain', 'Tensors', 'TensorDL', 'reseed', 'stratified_sample', 'Augment',
-           'DomainPair', 'domain_pair', 'folder_domain', 'folder_pair', 'RegressionPair', 'shift_regression']
+__all__ = ['FASHION_CLASSES', 'DOMAINS', 'IMAGE_EXTS', 'Domain', 'ImageFiles', 'mnist_frame', 'cache_dir', 'digit_fonts',
+           'render_digits', 'load_syn', 'load_mnist', 'load_uci', 'load_mnistm', 'load_fashion', 'missing_data',
+           'load_domain', 'show_domains', 'convert_domain', 'Tensors', 'TensorDL', 'reseed', 'images_dl',
+           'stratified_sample', 'Augment', 'DomainPair', 'domain_pair', 'files_domain', 'folder_domain', 'df_domain',
+           'folder_pair', 'dls_domain', 'RegressionPair', 'shift_regression']
 
 # %% ../nbs/01_data.ipynb #fbb80b64
 class Domain:
-    "Images `x` (N×C×H×W floats in [0, 1]), labels `y` (N longs) indexing `classes`, under a `name`."
+    "Images `x` (N×C×H×W floats in [0, 1], in memory or as `ImageFiles` decoded on demand), labels `y` (N longs) indexing `classes`, under a `name`."
     def __init__(self, name:str, # what to call it
-                 x:torch.Tensor, # images, N×C×H×W floats in [0, 1]
+                 x:torch.Tensor, # images: N×C×H×W floats in [0, 1], or ImageFiles (read from disk when a loader asks)
                  y:torch.Tensor, # labels, N longs in [0, len(classes))
                  classes:list, # class names
                  origin:str=None, # the collection the images come from (mnistm's come from mnist); the name by default
                  ids:torch.Tensor=None, # each image's index in origin; 0..N-1 by default
                  about:str=''): # where the data came from
-        n = len(classes)
-        if not (torch.is_tensor(x) and x.ndim == 4 and x.is_floating_point()):
+        n, lazy = len(classes), isinstance(x, ImageFiles)
+        if not (lazy or (torch.is_tensor(x) and x.ndim == 4 and x.is_floating_point())):
             raise ValueError(f"Domain {name!r}: x must be a float tensor N×C×H×W, got {getattr(x, 'dtype', type(x))} {tuple(getattr(x, 'shape', ()))}")
         if not (torch.is_tensor(y) and y.ndim == 1 and y.dtype == torch.long and len(y) == len(x)):
             raise ValueError(f"Domain {name!r}: y must be a long tensor of length {len(x)}, got {getattr(y, 'dtype', type(y))} {tuple(getattr(y, 'shape', ()))}")
         if len(y) and (y.min() < 0 or y.max() >= n): raise ValueError(f"Domain {name!r}: labels must lie in [0, {n}), got [{y.min()}, {y.max()}]")
-        if len(x) and not (x.min() >= 0 and x.max() <= 1):
+        if len(x) and not lazy and not (x.min() >= 0 and x.max() <= 1):
             raise ValueError(f"Domain {name!r}: images must hold values in [0, 1], got [{x.min().item():.4g}, {x.max().item():.4g}]")
         self.name, self.x, self.y, self.classes, self.about = name, x, y, list(classes), about
         self.origin = name if origin is None else origin
@@ -52,9 +53,9 @@ class Domain:
     def counts(self) -> list: return torch.bincount(self.y, minlength=len(self.classes)).tolist()
     @property
     def fingerprint(self) -> str:
-        "A short hash of the images, labels and classes."
+        "A short hash of the images (of the files' bytes for `ImageFiles`), labels and classes."
         if self._fp is None:
-            h = hashlib.sha1(self.x.detach().cpu().contiguous().float().numpy().tobytes())
+            h = hashlib.sha1(b''.join(self.x.hashes()) if isinstance(self.x, ImageFiles) else self.x.detach().cpu().contiguous().float().numpy().tobytes())
             h.update(self.y.cpu().numpy().tobytes()); h.update('\x00'.join(map(str, self.classes)).encode())
             self._fp = h.hexdigest()[:16]
         return self._fp
@@ -70,6 +71,77 @@ class Domain:
         c, cs = self.counts, ', '.join(map(str, self.classes[:10])) + (', …' if len(self.classes) > 10 else '')
         return (f"Domain({self.name!r}): {len(self)} images {'×'.join(map(str, self.shape))}, "
                 f"{len(self.classes)} classes [{cs}], {min(c)}–{max(c)} per class")
+
+# %% ../nbs/01_data.ipynb #a1f1e5c1
+class ImageFiles:
+    "Image files decoded on demand, N×C×H×W floats in [0, 1] once decoded: upright by their EXIF orientation, alpha over `background`, resized to `size`."
+    def __init__(self, files:list, # image file paths
+                 channels:int, # 1 or 3: what each image is converted to
+                 size:tuple, # (H, W) each image is resized to
+                 background:float=0., # what transparent pixels are composited over (0 black … 1 white)
+                 stats:list=None): # each file's (bytes, modification time in ns) when it was listed; read now when None
+        self.files, self.channels, self.size, self.background = list(files), channels, tuple(size), background
+        self.stats = [_stat(f) for f in self.files] if stats is None else list(stats)
+        self._hashes = None
+
+    def __len__(self): return len(self.files)
+    @property
+    def shape(self) -> tuple: return (len(self), self.channels, *self.size)
+    def __getitem__(self, i):
+        "One image decoded (an int), or the files at positions `i` (a slice, indices or a boolean mask) as `ImageFiles`; `x[i, c]` indexes decoded pixels."
+        if isinstance(i, tuple):
+            head = self[i[0]]
+            return head[i[1:]] if torch.is_tensor(head) else head.load()[(slice(None), *i[1:])]
+        if isinstance(i, (int, np.integer)) or (torch.is_tensor(i) and i.ndim == 0): return self.decode(int(i))
+        idx = np.arange(len(self))[i] if isinstance(i, slice) else np.asarray(torch.as_tensor(i).cpu())
+        if idx.dtype == bool: idx = np.flatnonzero(idx)
+        out = ImageFiles([self.files[k] for k in idx], self.channels, self.size, self.background, [self.stats[k] for k in idx])
+        if self._hashes is not None: out._hashes = [self._hashes[k] for k in idx]
+        return out
+
+    def decode(self, i:int, # position of the file
+              ) -> torch.Tensor:
+        "The `i`-th image, C×H×W floats in [0, 1]; an error naming the file if it is gone, changed since it was listed, or unreadable."
+        f = self.files[i]
+        try: st = _stat(f)
+        except FileNotFoundError: raise FileNotFoundError(f"image {str(f)!r} was removed after its folder was read: read the folder again") from None
+        if st != self.stats[i]: raise ValueError(f"image {str(f)!r} changed after its folder was read (size or modification time): read the folder again")
+        try: im = Image.open(f); im.load(); im = ImageOps.exif_transpose(im)  # upright, as a photo viewer shows it
+        except OSError as e: raise ValueError(f"cannot read image {str(f)!r}: {e}") from None
+        return _convert(_decode(im, f, self.background)[None], self.channels, self.size, str(f))[0].clamp(0, 1)
+
+    def load(self, workers:int=0, # processes that decode (see images_dl)
+            ) -> torch.Tensor:
+        "All the images decoded, N×C×H×W (for small sets: a sample, a batch)."
+        if not len(self): return torch.zeros(0, *self.shape[1:])
+        return torch.cat(list(self.batches(256, workers)))
+
+    def batches(self, bs:int=256, # images per batch
+                workers:int=None, # processes that decode (see images_dl)
+               ):
+        "The images decoded in order, in batches of N×C×H×W (what `target_outputs` and `class_predictions` stream)."
+        for b in images_dl(self, bs=bs, workers=workers): yield b[0]
+
+    def convert(self, channels:int=None, # 1 or 3 (None: as they are)
+                size:tuple=None, # (H, W) or an int (None: as they are)
+               ) -> ImageFiles:
+        "The same files decoded to other `channels` or `size`."
+        size = self.size if size is None else (size, size) if isinstance(size, int) else tuple(size)
+        channels = channels or self.channels
+        if (channels, size) == (self.channels, self.size): return self
+        out = ImageFiles(self.files, channels, size, self.background, self.stats); out._hashes = self._hashes
+        return out
+
+    def hashes(self) -> list:
+        "A SHA-1 digest of each file's bytes (identical files, identical digests), read once."
+        if self._hashes is None: self._hashes = [hashlib.sha1(Path(f).read_bytes()).digest() for f in self.files]
+        return self._hashes
+
+    def __getstate__(self): d = dict(self.__dict__); d['_hashes'] = None; return d  # what Ray tasks and workers receive: paths, not pixels
+    def __repr__(self): return f"ImageFiles: {len(self)} files, decoded to {'×'.join(map(str, self.shape[1:]))}"
+
+def _stat(f) -> tuple:
+    st = os.stat(f); return (st.st_size, st.st_mtime_ns)
 
 # %% ../nbs/01_data.ipynb #acb8c90c
 def mnist_frame(imgs:torch.Tensor, # N×H×W grey images, ink bright on a dark background
@@ -333,7 +405,7 @@ def show_domains(domains:list, # Domains or names
             w = torch.where(d.y == c)[0]
             idx += w[torch.randperm(len(w), generator=g)[:n]].tolist()
         for j, i in enumerate(idx):
-            im = d.x[i].permute(1, 2, 0).squeeze(-1)
+            im = d.x[i].permute(1, 2, 0).squeeze(-1)  # ImageFiles decode the one image
             axs[r, j].imshow(im.numpy(), cmap='gray' if d.x.shape[1] == 1 else None, vmin=0, vmax=1)
         axs[r, 0].set_title(d.name, loc='left', fontsize=9)
     fig.tight_layout()
@@ -343,6 +415,7 @@ def show_domains(domains:list, # Domains or names
 _LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
 
 def _convert(x:torch.Tensor, channels:int=None, size:tuple=None, name:str='images') -> torch.Tensor:
+    if isinstance(x, ImageFiles): return x.convert(channels, size)  # decoded at the new size when a loader asks
     c = x.shape[1]
     if channels is not None and channels != c:
         if (c, channels) == (1, 3): x = x.expand(-1, 3, -1, -1).contiguous()
@@ -437,6 +510,47 @@ def reseed(loaders, # a fastai DataLoader, DataLoaders, or a list of them
     else:
         for dl in (loaders.loaders if isinstance(loaders, DataLoaders) else loaders): reseed(dl, seed)
 
+# %% ../nbs/01_data.ipynb #a1f1e5c2
+class _Decode(Transform):
+    "fastai item transform: position → the image decoded from `files`."
+    def __init__(self, files:ImageFiles): super().__init__(); self.files = files
+    def encodes(self, i:int): return self.files.decode(i)
+
+class _Pick(Transform):
+    "fastai item transform: position → its label."
+    def __init__(self, y:torch.Tensor): super().__init__(); self.y = y
+    def encodes(self, i:int): return self.y[i]
+
+class _OnBatch(ItemTransform):
+    "A batch function (such as `Augment`) as a fastai batch transform that gets the whole (x, y) tuple."
+    def __init__(self, f): super().__init__(); self.f = f
+    def encodes(self, b): return self.f(tuple(b))
+
+def images_dl(x, # images: a tensor N×C×H×W (kept on device) or ImageFiles (decoded by workers)
+              y:torch.Tensor=None, # N labels (None: (x,) batches)
+              vocab:list=None, # the class names
+              bs:int=64, # batch size
+              shuffle:bool=False, # a new random order each epoch
+              device=None, # where batches go
+              repeat:int=1, # passes over the data in one epoch (each in its own order)
+              after_batch=None, # a function of the batch on the device (e.g. Augment)
+              workers:int=None, # processes that decode ImageFiles; min(8, CPUs) when None
+             ):
+    "A fastai loader of `x` (and `y`): a `TensorDL` for images in memory, else fastai's `TfmdDL` over `Datasets` that decode each file in worker processes."
+    kw = dict(after_batch=after_batch) if after_batch is not None else {}
+    ts = (x,) if y is None else (x, y)
+    if not isinstance(x, ImageFiles): return TensorDL(Tensors(*ts, vocab=vocab), bs=bs, shuffle=shuffle, device=device, repeat=repeat, **kw)
+    workers = min(8, os.cpu_count() or 1) if workers is None else check_arg(workers, 'workers', int, lo=0)
+    y = None if y is None else torch.as_tensor(y).cpu()
+    items = list(range(len(x))) * check_arg(repeat, 'repeat', int, lo=1)
+    ds = Datasets(items, tfms=[[_Decode(x)]] + ([[_Pick(y)]] if y is not None else []))
+    ds.vocab, ds.files = (None if vocab is None else list(vocab)), x
+    ds.c = None if vocab is None else len(vocab)  # what fastai's DataLoaders.c reads
+    n = len(items)
+    dl = TfmdDL(ds, bs=bs, shuffle=shuffle, num_workers=workers, device=device, drop_last=bool(shuffle and n > bs and n % bs == 1),  # never a training batch of one
+                after_batch=[_OnBatch(after_batch)] if after_batch is not None else None, persistent_workers=workers > 0)
+    return dl
+
 # %% ../nbs/01_data.ipynb #4f6a8c0e
 def stratified_sample(y:torch.Tensor, # labels of the items
                       n:int=None, # how many to draw (None or ≥ len(y): all)
@@ -499,7 +613,8 @@ class Augment:
 
 # %% ../nbs/01_data.ipynb #91e061fd
 def _content_hashes(d:Domain) -> list:
-    "A digest of each image's content (identical images, identical digests)."
+    "A digest of each image's content (identical images, identical digests; for `ImageFiles`, identical files)."
+    if isinstance(d.x, ImageFiles): return d.x.hashes()
     return [hashlib.sha1(r.tobytes()).digest() for r in d.x.reshape(len(d), -1).detach().cpu().contiguous().numpy()]
 
 def _groups(hashes:list) -> np.ndarray:
@@ -583,11 +698,20 @@ class DomainPair:
     def pool_sample(self, n:int=None, # images to score (None, or more than the pool: the whole pool)
                     seed:int=0, # the draw's seed
                    ) -> torch.Tensor:
-        "Images of the unlabeled pool to score without labels: the whole pool, or a seeded stratified sample of `n`."
-        x = self.unlabeled.dataset.ts[0]
-        if not len(x): raise ValueError(f"the unlabeled target pool of {self.tgt.name!r} is empty: there is nothing to adapt to or score")
-        if n is not None and n >= len(x): warnings.warn(f"n={n} is at least the {len(x)} images of the unlabeled pool: scoring the whole pool")
-        return x[stratified_sample(self.tgt.y[self.idx['unlabeled']], n, seed).to(x.device)]
+        "Images of the unlabeled pool to score without labels: the whole pool, or a seeded stratified sample of `n` (a tensor on the pair's device, or `ImageFiles`)."
+        pool = self.idx['unlabeled']
+        if not len(pool): raise ValueError(f"the unlabeled target pool of {self.tgt.name!r} is empty: there is nothing to adapt to or score")
+        if n is not None and n >= len(pool): warnings.warn(f"n={n} is at least the {len(pool)} images of the unlabeled pool: scoring the whole pool")
+        x = self.tgt.x[pool[stratified_sample(self.tgt.y[pool], n, seed)]]
+        return x if isinstance(x, ImageFiles) else x.to(self.settings.get('device') or default_device())
+
+    def images(self, split:str, # a key of idx: 'source_train', 'source_valid', 'target_train', 'target_valid', 'unlabeled' or 'test'
+              ) -> tuple:
+        "(images, labels) of a split in the loaders' order: a tensor (or `ImageFiles`) and N longs."
+        if split not in self.idx: raise ValueError(f"unknown split {split!r}; valid: {', '.join(self.idx)}")
+        d = self.src if split.startswith('source') else self.tgt
+        i = self.idx[split]
+        return d.x[i], d.y[i]
 
     def fingerprint(self) -> dict:
         "The data's fingerprints: source and target `Domain`s, and the split."
@@ -635,8 +759,8 @@ class DomainPair:
         return f"{names}; test images per class: {per}"
 
 # %% ../nbs/01_data.ipynb #2f4a6c8e
-def domain_pair(source, # source domain: a name for load_domain, a Domain, or None for a target-only pair
-                target, # target domain: a name or a Domain
+def domain_pair(source, # source domain: a name for load_domain, a Domain, fastai DataLoaders of image files, or None for a target-only pair
+                target, # target domain: a name, a Domain or fastai DataLoaders of image files
                 shots:int=None, # labeled target images per class; None: the whole target pool
                 seed:int=0, # seed of the splits, the shots and the loaders' shuffling
                 bs:int=64, # training batch size
@@ -648,14 +772,16 @@ def domain_pair(source, # source domain: a name for load_domain, a Domain, or No
                 data_seed:int=0, # seed of the random domains' data
                 class_map:dict=None, # target class name → the source class it is (when the names differ but the classes are the same)
                 device=None, # where the tensors live; default_device() when None
+                workers:int=None, # processes that decode ImageFiles for each loader (see images_dl); in-memory images need none
                ) -> DomainPair:
     "Labeled source, few-shot target, unlabeled target pool and held-out target test, as fastai loaders."
     shots, seed, bs = check_arg(shots, 'shots', int, lo=1, allow_none=True), check_arg(seed, 'seed', int, lo=0), check_arg(bs, 'bs', int, lo=1)
     if augment is not None and augment not in ('digits', 'photos'): raise ValueError(f"augment must be None, 'digits' or 'photos', got {augment!r}")
-    src, tgt = (load_domain(d, data_seed) if isinstance(d, str) else d for d in (source, target))
+    src, tgt = (load_domain(d, data_seed) if isinstance(d, str) else dls_domain(d, role) if isinstance(d, (DataLoaders, Datasets)) else d
+                for d, role in ((source, 'source'), (target, 'target')))
     for role, d in (('source', src), ('target', tgt)):
         if not (isinstance(d, Domain) or (d is None and role == 'source')):
-            raise TypeError(f"{role} must be a domain name or a `Domain`{' (or None for a target-only pair)' if role == 'source' else ''}, got {type(d).__name__}")
+            raise TypeError(f"{role} must be a domain name, a `Domain` or fastai DataLoaders{' (or None for a target-only pair)' if role == 'source' else ''}, got {type(d).__name__}")
     if model is not None:
         cfg = data_config(model)
         channels, size = channels or cfg['channels'], size or cfg['size']
@@ -721,16 +847,16 @@ def domain_pair(source, # source domain: a name for load_domain, a Domain, or No
            for i, (k, v) in enumerate(parts.items())}  # each split in its own seeded random order
 
     device = default_device() if device is None else device
-    ebs, aug = max(bs, 256), (Augment(augment) if augment else None)
+    ebs, aug = max(bs, eval_bs(tgt.shape, 256)), (Augment(augment) if augment else None)  # evaluation batches: 256 digits, fewer photos
     min_batches = check_arg(min_batches, 'min_batches', int, lo=1)
     def dl(d, i, train):
         kw = dict(after_batch=aug) if train and aug else {}
         rep = max(1, math.ceil(min_batches * bs / max(1, len(i)))) if train else 1
-        return TensorDL(Tensors(d.x[i], d.y[i], vocab=d.classes), bs=bs if train else ebs, shuffle=train, device=device, repeat=rep, **kw)
+        return images_dl(d.x[i], d.y[i], d.classes, bs=bs if train else ebs, shuffle=train, device=device, repeat=rep, workers=workers, **kw)
     source_dls = DataLoaders(dl(src, idx['source_train'], True), dl(src, idx['source_valid'], False)) if src is not None else None
-    settings = dict(bs=bs, channels=channels, size=size, augment=augment, min_batches=min_batches, data_seed=data_seed, device=device)
+    settings = dict(bs=bs, channels=channels, size=size, augment=augment, min_batches=min_batches, data_seed=data_seed, device=device, workers=workers)
     pair = DomainPair(source_dls, DataLoaders(dl(tgt, idx['target_train'], True), dl(tgt, idx['target_valid'], False)),
-                      TensorDL(Tensors(tgt.x[idx['unlabeled']]), bs=bs, shuffle=True, device=device), dl(tgt, idx['test'], False),
+                      images_dl(tgt.x[idx['unlabeled']], bs=bs, shuffle=True, device=device, workers=workers), dl(tgt, idx['test'], False),
                       src, tgt, idx, shots, seed, conversions, settings)
     pair.reseed(seed)
     return pair
@@ -779,39 +905,85 @@ def _class_files(path:Path) -> tuple:
     used = sum(map(len, files.values()))
     return files, len(hidden), len(everything) - len(hidden) - used
 
+# %% ../nbs/01_data.ipynb #a1f1e5c3
+_GREY = ('1', 'L', 'LA', 'La', 'I', 'I;16', 'I;16B', 'I;16L', 'I;16N', 'F')  # the modes _decode gives one channel
+
+def _header(f:Path) -> tuple:
+    "((H, W) as shown upright, colour) of an image file, from its header (no pixels decoded)."
+    try:
+        with Image.open(f) as im:
+            w, h = im.size
+            turned = im.getexif().get(0x0112) in (5, 6, 7, 8)  # EXIF orientations that swap width and height
+            return ((w, h) if turned else (h, w)), im.mode not in _GREY
+    except OSError as e: raise ValueError(f"cannot read image {str(f)!r}: {e}") from None
+
+def files_domain(files:list, # image files (paths)
+                 labels:list, # each file's class name
+                 size:int=None, # decode at size×size (or an (H, W) tuple); the model's, or the images' own when None
+                 channels:int=None, # 1 or 3; the model's, or 3 if any image has colour, else 1, when None
+                 name:str='images', # what to call the domain
+                 model=None, # a network whose data_config gives size and channels
+                 background:float=0., # what transparent pixels are composited over (0 black … 1 white)
+                 classes:list=None, # the class names in order (sorted labels when None)
+                 about:str=None, # where the images came from
+                ) -> Domain:
+    "A `Domain` of image files with a class name each, read lazily: only each file's header is opened here (`ImageFiles`)."
+    files, labels = [Path(f) for f in files], [str(l) for l in labels]
+    if len(files) != len(labels): raise ValueError(f"files_domain got {len(files)} files and {len(labels)} labels: one label per file")
+    if not files: raise ValueError("files_domain got no files")
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing: raise FileNotFoundError(f"{len(missing)} of {len(files)} image files are not there: {', '.join(missing[:3])}{', …' if len(missing) > 3 else ''}")
+    classes = sorted(set(labels)) if classes is None else [str(c) for c in classes]
+    unknown = sorted(set(labels) - set(classes))
+    if unknown: raise ValueError(f"labels {unknown[:5]} are not among classes {classes}")
+    if len(classes) < 2: raise ValueError(f"found 1 class ({classes[0]!r}): a domain needs at least 2 classes")
+    if channels not in (None, 1, 3): raise ValueError(f"channels must be 1, 3 or None, got {channels!r}")
+    background = check_arg(background, 'background', lo=0, hi=1)
+    if model is not None:
+        cfg = data_config(model)
+        size, channels = size or cfg['size'], channels or (cfg['channels'] if cfg['channels'] in (1, 3) else None)
+    heads = [_header(f) for f in files]
+    if size is None:
+        sizes = {hw for hw, _ in heads}
+        if len(sizes) > 1: raise ValueError(f"the images of {name!r} have {len(sizes)} sizes ({', '.join('×'.join(map(str, s)) for s in sorted(sizes)[:4])}…): pass size=")
+        size = sizes.pop()
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if channels is None: channels = 3 if any(c for _, c in heads) else 1
+    order = {c: i for i, c in enumerate(classes)}
+    return Domain(name, ImageFiles(files, channels, size, background), torch.tensor([order[l] for l in labels]), classes,
+                  about=about or f"{len(files)} image files")
+
 def folder_domain(path, # a folder holding one sub-folder of images per class
-                  size:int=None, # resize to size×size (or an (H, W) tuple); the model's, or the images' own when None
+                  size:int=None, # decode at size×size (or an (H, W) tuple); the model's, or the images' own when None
                   channels:int=None, # 1 or 3; the model's, or 3 if any image has colour, else 1, when None
                   name:str=None, # defaults to the folder's name
                   model=None, # a network whose data_config gives size and channels
                   background:float=0., # what transparent pixels are composited over (0 black … 1 white)
                  ) -> Domain:
-    "A `Domain` from an image folder with one sub-folder per class."
+    "A `Domain` from an image folder with one sub-folder per class; the images stay on disk (`ImageFiles`) until a loader decodes them."
     path = Path(path)
     if not path.is_dir(): raise FileNotFoundError(f"{str(path)!r} is not a folder: folder_domain needs a folder with one sub-folder per class")
-    background = check_arg(background, 'background', lo=0, hi=1)
     files, skipped, other = _class_files(path)
     if len(files) < 2: raise ValueError(f"found 1 class ({next(iter(files))!r}) under {str(path)!r}: a domain needs at least 2 class folders")
-    if channels not in (None, 1, 3): raise ValueError(f"channels must be 1, 3 or None, got {channels!r}")
-    if model is not None:
-        cfg = data_config(model)
-        size, channels = size or cfg['size'], channels or (cfg['channels'] if cfg['channels'] in (1, 3) else None)
-    ims, ys = [], []
-    for c, fs in enumerate(files.values()):
-        for f in fs:
-            try: im = Image.open(f); im.load(); im = ImageOps.exif_transpose(im)  # upright, as a photo viewer shows it
-            except OSError as e: raise ValueError(f"cannot read image {str(f)!r}: {e}") from None
-            ims.append(_decode(im, f, background)); ys.append(c)
-    if size is None:
-        sizes = {tuple(i.shape[1:]) for i in ims}
-        if len(sizes) > 1: raise ValueError(f"the images under {str(path)!r} have {len(sizes)} sizes ({', '.join('×'.join(map(str, s)) for s in sorted(sizes)[:4])}…): pass size=")
-        size = sizes.pop()
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    if channels is None: channels = 3 if any(i.shape[0] == 3 for i in ims) else 1
-    x = torch.cat([_convert(i[None], channels, size, str(path)) for i in ims])
-    left = ', '.join(f"{n} {what}" for n, what in ((skipped, 'hidden or tool files'), (other, 'files of other formats')) if n)
-    return Domain(name or path.name, x.clamp(0, 1).contiguous(), torch.tensor(ys), list(files),
-                  about=f"image folder {path.name}/ ({len(ims)} images" + (f"; skipped {left}" if left else '') + ")")
+    n = sum(map(len, files.values()))
+    left = ', '.join(f"{k} {what}" for k, what in ((skipped, 'hidden or tool files'), (other, 'files of other formats')) if k)
+    return files_domain([f for fs in files.values() for f in fs], [c for c, fs in files.items() for _ in fs], size, channels, name or path.name,
+                        model, background, classes=list(files), about=f"image folder {path.name}/ ({n} images" + (f"; skipped {left}" if left else '') + ")")
+
+def df_domain(df, # a pandas DataFrame with one row per image
+              path_col:str='path', # the column of file paths (relative to root)
+              label_col:str='label', # the column of class names
+              root=None, # the folder the paths are relative to
+              **kwargs # passed to files_domain (size, channels, name, model, background, classes)
+             ) -> Domain:
+    "A `Domain` of the images a DataFrame lists, as fastai's `ImageDataLoaders.from_df` takes them; read lazily."
+    for c in (path_col, label_col):
+        if c not in df.columns: raise ValueError(f"the DataFrame has no column {c!r}; its columns: {', '.join(map(str, df.columns))}")
+    bad = df[df[path_col].isna() | df[label_col].isna()]
+    if len(bad): raise ValueError(f"{len(bad)} rows of the DataFrame have no {path_col} or no {label_col} (rows {', '.join(map(str, bad.index[:5]))}{', …' if len(bad) > 5 else ''})")
+    root = Path(root) if root is not None else None
+    files = [root/p if root is not None else Path(p) for p in df[path_col]]
+    return files_domain(files, df[label_col].tolist(), **kwargs)
 
 def folder_pair(source, # the source folder, or None for a target-only pair
                 target, # the target folder
@@ -820,8 +992,31 @@ def folder_pair(source, # the source folder, or None for a target-only pair
                 **kwargs # passed to domain_pair
                ) -> DomainPair: # the source/target pair of the folders
     "`domain_pair` of two image folders (one sub-folder per class each)."
-    load = lambda f: None if f is None else folder_domain(f, size, model=model)
+    load = lambda f: None if f is None else f if isinstance(f, Domain) else folder_domain(f, size, model=model)
     return domain_pair(load(source), load(target), size=size, model=model, **kwargs)
+
+# %% ../nbs/01_data.ipynb #a1f1e5cd
+def dls_domain(dls, # fastai DataLoaders (or Datasets) whose items are image files, with one label each
+               name:str='dls', # what to call the domain
+               size:int=None, # decode at this size; the model's, else the loaders' Resize size, else the images' own
+               model=None, # a network whose data_config gives size and channels
+               **kwargs # passed to files_domain (channels, background)
+              ) -> Domain:
+    "A lazy `Domain` of the image files and labels of a user's fastai `DataLoaders` or `Datasets` (training and validation items together)."
+    dss = [dls.train_ds, dls.valid_ds] if isinstance(dls, DataLoaders) else dls.subsets if getattr(dls, 'splits', None) else [dls]
+    if not isinstance(dss[0], Datasets): raise TypeError(f"dls_domain needs fastai DataLoaders or Datasets, got {type(dls).__name__}")
+    if len(dss[0].tls) < 2: raise ValueError(f"the {type(dls).__name__} have no labels ({len(dss[0].tls)} pipeline: inputs only): a domain needs a class per image")
+    vocab = getattr(dss[0], 'vocab', None)
+    if vocab is None: raise ValueError(f"the {type(dls).__name__} have no class vocabulary (their labels are not categories): a domain needs classes")
+    files = [f for ds in dss for f in ds.items]
+    bad = [f for f in files[:1] + files[-1:] if not isinstance(f, (str, Path))]
+    if bad: raise TypeError(f"the items of these {type(dls).__name__} are {type(bad[0]).__name__}, not image files: build them from files "
+                            "(get_image_files, a DataFrame of paths), or make a Domain of the tensors")
+    labels = [vocab[int(ds.tls[1][i])] for ds in dss for i in range(len(ds))]
+    if size is None and model is None and isinstance(dls, DataLoaders):
+        sizes = [getattr(t, 'size', None) for t in getattr(dls.train.after_item, 'fs', [])]
+        size = next((s for s in sizes if s is not None), None)
+    return files_domain(files, labels, size, name=name, model=model, classes=list(vocab), about=f"fastai {type(dls).__name__} of {len(files)} image files", **kwargs)
 
 # %% ../nbs/01_data.ipynb #6d938a99
 class RegressionPair:

@@ -11,7 +11,8 @@ from torch import nn
 import transfer_nb
 from .core import (DigitCNN, ProgressLog, seed_everything, evaluate, n_params, check_arg, mean_std, find_head, first_inputs, get_module,
                               set_module, collapse_share, COLLAPSE_SHARE)
-from .data import DOMAINS, domain_pair, DomainPair
+from .data import DOMAINS, Domain, domain_pair, DomainPair
+from fastai.data.core import DataLoaders
 from .finetune import STRATEGIES, run_strategy, pretrained, classes_of, L2SPCallback, BSSCallback, LwFCallback
 from .adapt import (METHODS, adapt_learner, adabn, classifier_of, target_outputs, shot_learner, tent_learner,
                                history, select)
@@ -207,11 +208,12 @@ class RunStore:
 
 # %% ../nbs/05_experiment.ipynb #3d1b3a4f
 def _as_pair(pair, augment=None) -> DomainPair:
-    "A `DomainPair` from built-in names ('syn,mnist', ('syn', 'mnist')) or a `DomainPair` itself."
+    "A `DomainPair` from built-in names ('syn,mnist', ('syn', 'mnist')), a (source, target) of `Domain`s or fastai `DataLoaders`, or a `DomainPair` itself."
     if isinstance(pair, DomainPair): return pair
     if isinstance(pair, str): pair = tuple(p.strip() for p in pair.replace('→', ',').replace('->', ',').split(','))
     if not isinstance(pair, (tuple, list)) or len(pair) != 2: raise ValueError(f"pair must be (source, target) names or a DomainPair, got {pair!r}")
     for d in pair:
+        if isinstance(d, (Domain, DataLoaders)): continue  # a user's Domain or fastai DataLoaders: domain_pair takes them
         if d is not None and (not isinstance(d, str) or d.partition(':')[0] not in DOMAINS): raise ValueError(f"unknown domain {d!r}; valid names: {', '.join(DOMAINS)}")
     return domain_pair(pair[0], pair[1], augment=augment)
 
@@ -258,9 +260,13 @@ def _reason(e:Exception) -> str:
 
 class _Runner:
     "Runs one (technique, seed, shots, lam, lr) of a comparison; keeps each seed's source model."
-    def __init__(self, pair:DomainPair, model, width, steps, source_steps, lr, bs, select_by, verbose=False):
+    def __init__(self, pair:DomainPair, model, width, steps, source_steps, lr, bs, select_by, verbose=False, n_val=None):
         self.pair, self.model, self.width, self.steps, self.source_steps, self.lr, self.select_by = pair, model, width, steps, source_steps, lr, select_by
-        self.bs, self.sources, self.verbose = bs, {}, verbose
+        self.bs, self.sources, self.verbose, self.n_val = bs, {}, verbose, n_val
+
+    def _n_val(self, p:DomainPair):
+        "The pool sample the label-free scores use: n_val images, or the whole pool (without a warning when it is smaller)."
+        return None if self.n_val is None or self.n_val >= len(p.idx['unlabeled']) else self.n_val
 
     def progress(self, label:str) -> list:
         "The callbacks that show a fit's progress on stderr (none when quiet)."
@@ -291,7 +297,7 @@ class _Runner:
         else:
             p = self.split(seed, None)
             seed_everything(seed); p.reseed(seed)
-            learn = adapt_learner(self.fresh(p), p, 'source_only', oracle=True).add_cbs(self.progress(f"source model, seed {seed}"))
+            learn = adapt_learner(self.fresh(p), p, 'source_only', oracle=True, n_val=self.n_val).add_cbs(self.progress(f"source model, seed {seed}"))
             if self.verbose: _log(f"  training the source model for seed {seed} ({self.source_steps} steps on {p.src.name})")
             t0 = time.time()
             with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(steps_to_epochs(self.source_steps, p.source.train), self.lr)
@@ -338,7 +344,7 @@ class _Runner:
             cls = classes_of(src)  # a head is kept only for the same classes (in any order: transfer_learner matches them by name)
             new_head = cls is None or sorted(map(str, cls)) != sorted(map(str, p.tgt.classes)) or _outputs(src, p) != p.n_classes
             r = run_strategy(src, p, strategy, steps_to_epochs(self.steps, p.target.train), lr, cbs=cbs + self.progress(f"{t} seed {seed} shots {shots}"),
-                             seed=seed, new_head=new_head, k=k)
+                             seed=seed, new_head=new_head, k=k, n_val=self._n_val(p))
             r.pop('strategy')
             return dict(r, epochs=steps_to_epochs(self.steps, p.target.train))
         if base in _AS_IS:
@@ -353,19 +359,19 @@ class _Runner:
                 with learn.no_bar(), learn.no_logging(): learn.fit(1, lr / 3)
                 return dict(target_acc=learn.tent.online_accuracy, source_acc=None, seconds=time.time() - t0, trainable=n_params(learn.model, True))
             else:
-                learn = shot_learner(src, p.unlabeled, test=p.test)
+                learn = shot_learner(src, p.unlabeled, test=p.test, n_val=self.n_val)
                 learn.add_cbs(self.progress(f"shot seed {seed}"))
                 with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(steps_to_epochs(self.steps, learn.dls.train), lr / 3)
                 return dict(self._chosen(history(learn)), seconds=time.time() - t0, trainable=n_params(learn.model, True))
             src_acc = evaluate(m, p.source.valid) if p.has_source and classes_of(m) == list(p.src.classes) else None
             return dict(target_acc=evaluate(m, p.test), source_acc=src_acc, seconds=time.time() - t0, trainable=0,
-                        collapse_share=collapse_share(target_outputs(m, p.pool_sample())[0]))
+                        collapse_share=collapse_share(target_outputs(m, p.pool_sample(self._n_val(p)))[0]))
         # adaptation methods, unlabeled or semi-supervised: a fresh architecture on source + pool (+ shots)
         p = self.split(seed, shots if kind == 'semi' else None)
         method, mcc = base.replace('+mcc', ''), 1. if base.endswith('+mcc') else 0.
         if method == 'source_and_target': method = 'source_only'
         seed_everything(seed); p.reseed(seed)
-        learn = adapt_learner(self.fresh(p), p, method, lam=1. if lam is None else lam, oracle=True, labeled=kind == 'semi', mcc=mcc)
+        learn = adapt_learner(self.fresh(p), p, method, lam=1. if lam is None else lam, oracle=True, labeled=kind == 'semi', mcc=mcc, n_val=self.n_val)
         learn.add_cbs(self.progress(f"{t} seed {seed}" + (f" shots {shots}" if kind == 'semi' else '')))
         epochs = steps_to_epochs(self.source_steps, p.source.train)
         t0 = time.time()
@@ -482,6 +488,7 @@ def compare(pair, # (source, target) names, 'syn,mnist', or any DomainPair (fold
             ray_address:str=None, # the Ray cluster ('host:port'); None: a local one
             ray_resources:dict=None, # per Ray task, e.g. {'num_cpus': 4, 'num_gpus': 1}; 1 CPU by default
             verbose:bool=False, # one line per run on stderr
+            n_val:int=None, # unlabeled pool images the label-free validators score (a seeded stratified sample); None: the whole pool
            ) -> pd.DataFrame:
     "One row per technique × seed × label budget (× grid point): target and source accuracy, the epoch chosen, regret, trainable parameters, seconds."
     techniques = check_techniques(techniques)
@@ -490,6 +497,7 @@ def compare(pair, # (source, target) names, 'syn,mnist', or any DomainPair (fold
     shots = _check_shots(shots)
     steps, source_steps = check_arg(steps, 'steps', int, lo=1), check_arg(source_steps, 'source_steps', int, lo=1)
     width, lr, bs = check_arg(width, 'width', int, lo=1), check_arg(lr, 'lr', lo=0, lo_open=True), check_arg(bs, 'bs', int, lo=1)
+    n_val = check_arg(n_val, 'n_val', int, lo=2, allow_none=True)
     valid_by = ('IM', 'SND', 'TargetEntropy', 'accuracy')
     if select_by is not None and select_by not in valid_by: raise ValueError(f"select_by must be one of {', '.join(valid_by)} or None, got {select_by!r}")
     if executor not in ('serial', 'ray'): raise ValueError(f"executor must be 'serial' or 'ray', got {executor!r}")
@@ -506,9 +514,10 @@ def compare(pair, # (source, target) names, 'syn,mnist', or any DomainPair (fold
     config = dict(data=data, fingerprints=fps, model=model_desc, steps=steps, source_steps=source_steps, lr=lr, bs=bs, select_by=select_by,
                   grid=grid or None, augment=p.settings.get('augment'), written_by=f"transfer_nb {transfer_nb.__version__}", environment=environment(),
                   split_counts={k: v for k, v in p.split_counts().items() if k != 'target_train'},  # the labeled shots are the budgets
-                  changes=p.conversions)  # conversions, reordered classes, copies kept together, source images left out
+                  changes=p.conversions,  # conversions, reordered classes, copies kept together, source images left out
+                  **({'n_val': n_val} if n_val is not None else {}))  # absent: the whole pool (as stores written before n_val existed)
     verbose = verbose and not rank_distrib()  # under torchrun, process 0 speaks for all
-    runner = _Runner(p, model, width, steps, source_steps, lr, bs, select_by, verbose)
+    runner = _Runner(p, model, width, steps, source_steps, lr, bs, select_by, verbose, n_val)
     given = isinstance(model, (str, nn.Module))  # a model of the user's: its head decides what applies as it is
     src = runner.source(seeds[0])[0] if given and any(_base(t) in _AS_IS for t in techniques) else None
     bad = {t: why_not(t, p, src) for t in techniques}
@@ -680,7 +689,7 @@ def plot_embedding(model:nn.Module, # a classifier
     "Source and target features (the head's input) of `model`, in 2-D by PCA, coloured by domain."
     from sklearn.decomposition import PCA
     g = torch.Generator().manual_seed(seed)
-    fs, ft = [target_outputs(model, x[torch.randperm(len(x), generator=g)[:n].to(x.device)])[1] for x in (pair.source.valid.dataset.ts[0], pair.test.dataset.ts[0])]
+    fs, ft = [target_outputs(model, x[torch.randperm(len(x), generator=g)[:n]])[1] for x in (pair.images('source_valid')[0], pair.images('test')[0])]
     e = PCA(2, random_state=seed).fit_transform(torch.cat([fs, ft]).cpu().numpy())
     ax = ax or plt.subplots(figsize=(4, 3.4))[1]
     ax.scatter(*e[:len(fs)].T, s=4, label=f'source ({pair.src.name})'); ax.scatter(*e[len(fs):].T, s=4, label=f'target ({pair.tgt.name})')
@@ -744,7 +753,8 @@ def rank_sources(sources:dict, # name → trained source network
                  seed:int=0, # seed of the fine-tuning
                 ) -> pd.DataFrame:
     "LogME, LEEP and H-score of each source model on `pair`'s labeled target (and its fine-tuned accuracy)."
-    x, y = pair.target.train.dataset.ts
+    x, y = pair.images('target_train')
+    if not torch.is_tensor(x): x = x.load()  # the labeled shots: few images
     rows = []
     for name, m in sources.items():
         p, f = target_outputs(m, x)
@@ -780,6 +790,7 @@ def describe_config(config:dict, # a compare configuration (df.attrs['config'] o
     return (f"{data}; model: {config['model']}; {config['steps']} optimiser steps per fine-tuning run and {config['source_steps']} per source or "
             f"adaptation run, one-cycle at lr {config['lr']}, batch size {config['bs']}; adaptation epochs chosen by "
             f"{config['select_by'] or 'none (the last epoch)'}" + (f"; grid {config['grid']}" if config.get('grid') else '')
+            + (f"; label-free scores on a seeded stratified sample of {config['n_val']:,} unlabeled pool images" if config.get('n_val') else '')
             + f"; {config.get('written_by', 'transfer_nb')}, data fingerprints {', '.join(f'{k} {v}' for k, v in config['fingerprints'].items() if v)}."
             + _counts_text(config) + (f" Data changes: {'; '.join(config['changes'])}." if config.get('changes') else '') + _envs_text(config))
 

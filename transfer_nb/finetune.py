@@ -442,6 +442,7 @@ def run_strategy(source:nn.Module, # the trained source network
                  cbs=None, # extra callbacks (the regularisers)
                  name:str=None, # the record's name (the strategy's by default)
                  seed:int=None, # seed the weights and the batches
+                 n_val:int=None, # unlabeled pool images the collapse check scores (a seeded stratified sample); None: the whole pool
                  **kwargs # passed to transfer_learner
                 ) -> dict: # the run's record
     "Transfer `source` to `pair`'s target with `strategy`; target and source accuracy, trainable parameters, seconds."
@@ -453,4 +454,4 @@ def run_strategy(source:nn.Module, # the trained source network
     return dict(strategy=name or strategy, target_acc=evaluate(learn.model, pair.test), source_acc=src_acc,
                 trainable=n_params(learn.model, trainable=True), seconds=learn.fit_seconds, steps=len(curve.losses),
                 train_loss=curve.final(), loss_curve=curve.points(),
-                collapse_share=collapse_share(class_predictions(learn.model, pair.pool_sample())))  # label-free: the unlabeled pool
+                collapse_share=collapse_share(class_predictions(learn.model, pair.pool_sample(n_val))))  # label-free: the unlabeled pool
