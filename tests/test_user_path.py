@@ -54,6 +54,15 @@ def test_every_module_imports_without_the_optional_extras():
     assert r.stdout.strip() == "['adapt', 'cli', 'core', 'data', 'experiment', 'finetune', 'weights'] False"
 
 
+def test_the_ddp_module_without_accelerate_is_an_import_error_naming_the_extra():
+    "Importing every module (as doc tools and pkgutil walks do) meets transfer_nb.ddp: an ImportError that says what to install, never fastai's NameError."
+    code = BLOCK + ("try: import transfer_nb.ddp\n"
+                    "except ImportError as e: print(type(e).__name__, e)")
+    r = py(code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ImportError transfer_nb.ddp (one fit on several processes) needs accelerate: pip install 'transfer_nb[distributed]'", r.stdout
+
+
 def test_a_launch_without_accelerate_is_a_clear_error():
     "Under torchrun (WORLD_SIZE > 1) a learner needs accelerate: the message says how to get it."
     code = BLOCK + ("import torch\nfrom transfer_nb.core import classifier_learner, DigitCNN\nfrom fastai.data.core import DataLoaders\n"

@@ -379,7 +379,7 @@ def distributed(learn:Learner, # the learner
     "Add `DistributedFit` to `learn` when this process is one of several launched by torchrun or accelerate (which needs accelerate)."
     if num_distrib() <= 1: return learn
     try: from transfer_nb.ddp import DistributedFit, DistributedTrainer
-    except (ImportError, NameError) as e:  # without accelerate, fastai.distributed fails with a NameError
+    except ImportError as e:  # transfer_nb.ddp says accelerate is missing
         raise ImportError("this process is one of several (a torchrun or accelerate launch), and one fit on several processes needs "
                           "accelerate: pip install 'transfer_nb[distributed]'") from e
     if not any(isinstance(c, DistributedTrainer) for c in learn.cbs): learn.add_cb(DistributedFit(**kwargs))

@@ -9,7 +9,9 @@ __all__ = ['ShardedDL', 'DistributedFit']
 import hashlib, torch
 import transfer_nb  # noqa: F401 -- first: the package silences fastai's import-time deprecation notice
 from fastai.data.load import DataLoader
-from fastai.distributed import DistributedDL, DistributedTrainer
+try: from fastai.distributed import DistributedDL, DistributedTrainer
+except (ImportError, NameError) as e:  # fastai.distributed guards `import accelerate` and then uses the name: a NameError without it
+    raise ImportError("transfer_nb.ddp (one fit on several processes) needs accelerate: pip install 'transfer_nb[distributed]'") from e
 from fastai.torch_core import num_distrib, rank_distrib
 
 # %% ../nbs/00a_ddp.ipynb #a0d1d007
