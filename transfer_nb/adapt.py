@@ -499,7 +499,7 @@ def _target_images(target, who:str) -> torch.Tensor:
                                                "or a target-only pair (domain_pair(None, target))")
         return target.images('unlabeled')[0]
     ds = getattr(target, 'dataset', None)
-    x = target if torch.is_tensor(target) or isinstance(target, ImageFiles) else getattr(ds, 'files', None) or getattr(ds, 'ts', [None])[0]
+    x = target if torch.is_tensor(target) or isinstance(target, ImageFiles) else ds.files if hasattr(ds, 'files') else getattr(ds, 'ts', [None])[0]
     if x is None: raise TypeError(f"{who} needs target images: a tensor, a loader of them, or a target-only DomainPair; got {type(target).__name__}")
     if not len(x): raise ValueError(f"{who}: the target holds no images: there is nothing to adapt to")
     return x

@@ -137,7 +137,6 @@ class ImageFiles:
         if self._hashes is None: self._hashes = [hashlib.sha1(Path(f).read_bytes()).digest() for f in self.files]
         return self._hashes
 
-    def __getstate__(self): d = dict(self.__dict__); d['_hashes'] = None; return d  # what Ray tasks and workers receive: paths, not pixels
     def __repr__(self): return f"ImageFiles: {len(self)} files, decoded to {'×'.join(map(str, self.shape[1:]))}"
 
 def _stat(f) -> tuple:
@@ -931,7 +930,10 @@ def files_domain(files:list, # image files (paths)
     files, labels = [Path(f) for f in files], [str(l) for l in labels]
     if len(files) != len(labels): raise ValueError(f"files_domain got {len(files)} files and {len(labels)} labels: one label per file")
     if not files: raise ValueError("files_domain got no files")
-    missing = [str(f) for f in files if not f.is_file()]
+    stats, missing = [], []
+    for f in files:
+        try: stats.append(_stat(f))
+        except FileNotFoundError: missing.append(str(f))
     if missing: raise FileNotFoundError(f"{len(missing)} of {len(files)} image files are not there: {', '.join(missing[:3])}{', …' if len(missing) > 3 else ''}")
     classes = sorted(set(labels)) if classes is None else [str(c) for c in classes]
     unknown = sorted(set(labels) - set(classes))
@@ -950,7 +952,7 @@ def files_domain(files:list, # image files (paths)
     size = (size, size) if isinstance(size, int) else tuple(size)
     if channels is None: channels = 3 if any(c for _, c in heads) else 1
     order = {c: i for i, c in enumerate(classes)}
-    return Domain(name, ImageFiles(files, channels, size, background), torch.tensor([order[l] for l in labels]), classes,
+    return Domain(name, ImageFiles(files, channels, size, background, stats), torch.tensor([order[l] for l in labels]), classes,
                   about=about or f"{len(files)} image files")
 
 def folder_domain(path, # a folder holding one sub-folder of images per class

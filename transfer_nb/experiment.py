@@ -297,7 +297,7 @@ class _Runner:
         else:
             p = self.split(seed, None)
             seed_everything(seed); p.reseed(seed)
-            learn = adapt_learner(self.fresh(p), p, 'source_only', oracle=True, n_val=self.n_val).add_cbs(self.progress(f"source model, seed {seed}"))
+            learn = adapt_learner(self.fresh(p), p, 'source_only', oracle=True, n_val=self._n_val(p)).add_cbs(self.progress(f"source model, seed {seed}"))
             if self.verbose: _log(f"  training the source model for seed {seed} ({self.source_steps} steps on {p.src.name})")
             t0 = time.time()
             with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(steps_to_epochs(self.source_steps, p.source.train), self.lr)
@@ -359,7 +359,7 @@ class _Runner:
                 with learn.no_bar(), learn.no_logging(): learn.fit(1, lr / 3)
                 return dict(target_acc=learn.tent.online_accuracy, source_acc=None, seconds=time.time() - t0, trainable=n_params(learn.model, True))
             else:
-                learn = shot_learner(src, p.unlabeled, test=p.test, n_val=self.n_val)
+                learn = shot_learner(src, p.unlabeled, test=p.test, n_val=self._n_val(p))
                 learn.add_cbs(self.progress(f"shot seed {seed}"))
                 with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(steps_to_epochs(self.steps, learn.dls.train), lr / 3)
                 return dict(self._chosen(history(learn)), seconds=time.time() - t0, trainable=n_params(learn.model, True))
@@ -371,7 +371,7 @@ class _Runner:
         method, mcc = base.replace('+mcc', ''), 1. if base.endswith('+mcc') else 0.
         if method == 'source_and_target': method = 'source_only'
         seed_everything(seed); p.reseed(seed)
-        learn = adapt_learner(self.fresh(p), p, method, lam=1. if lam is None else lam, oracle=True, labeled=kind == 'semi', mcc=mcc, n_val=self.n_val)
+        learn = adapt_learner(self.fresh(p), p, method, lam=1. if lam is None else lam, oracle=True, labeled=kind == 'semi', mcc=mcc, n_val=self._n_val(p))
         learn.add_cbs(self.progress(f"{t} seed {seed}" + (f" shots {shots}" if kind == 'semi' else '')))
         epochs = steps_to_epochs(self.source_steps, p.source.train)
         t0 = time.time()
