@@ -155,7 +155,13 @@ if __name__ == '__main__':
     ap.add_argument('--data', default=str(Path(tempfile.gettempdir())/'transfer_nb_scale'))
     ap.add_argument('--out', default=str(ROOT/'bench'/'scale_data.json'))
     ap.add_argument('--snd-only', action='store_true', help='only (re)measure SND, into the existing JSON')
+    ap.add_argument('--batch-only', default='', help='only measure the smallest folder at these batch sizes (e.g. 16,64), into the existing JSON')
     a = ap.parse_args()
+    if a.batch_only:
+        res = json.loads(Path(a.out).read_text()); n = int(a.sizes.split(',')[0]); folder = make_folder(Path(a.data)/f'photos-{n}', n)
+        new = [dict(n=n, bs=int(b), **compare_run(folder, Path(a.data)/f'out-{n}-bs{b}', a.steps, a.n_val, int(b))) for b in a.batch_only.split(',')]
+        res['batch_sizes'] = sorted([r for r in res.get('batch_sizes', []) if (r['n'], r['bs']) not in {(x['n'], x['bs']) for x in new}] + new, key=lambda r: (r['bs'], r['n']))
+        Path(a.out).write_text(json.dumps(res, indent=1) + '\n'); print([(r['bs'], r['rc'], round(r['peak_rss_gb'], 2)) for r in res['batch_sizes']]); sys.exit()
     if a.snd_only:
         res = json.loads(Path(a.out).read_text()); res['snd'] = snd(); Path(a.out).write_text(json.dumps(res, indent=1) + '\n'); print(res['snd']); sys.exit()
     sizes, data = [int(s) for s in a.sizes.split(',')], Path(a.data)
