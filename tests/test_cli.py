@@ -74,7 +74,7 @@ def test_cli_on_your_own_folders(tmp_path):
             '--seeds', '1', '--shots', '4', '--steps', '3', '--out', str(tmp_path/'r1'))
     assert r.returncode == 0, r.stderr
     md = (tmp_path/'r1'/'report.md').read_text()
-    assert md.startswith('# field (target only)') and 'model: pretrained efficientnet-lite0' in md and '`field` (target only), images 3×32×32' in md and '| linear_probe | labels | 4 |' in md
+    assert md.startswith('# field (target only)') and 'model: pretrained efficientnet-lite0' in md and '`field` (target only), images 3×32×32' in md and '| linear_probe | 4 |' in md
     cfg = json.loads((tmp_path/'r1'/'config.json').read_text())
     assert cfg['augment'] == 'photos' and cfg['fingerprints']['source'] is None
     src = write_folder(tmp_path/'studio', rgb=False, n=40)

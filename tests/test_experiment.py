@@ -26,7 +26,7 @@ def test_cli_compare_end_to_end(tmp_path):
     assert all(0 <= x['target_acc'] <= 1 and x['status'] in ('ok', 'collapsed') for x in recs)  # tiny budgets: a run may collapse (a result), none fails
     assert len(pd.read_csv(out/'runs.csv')) == 5
     md = (out/'report.md').read_text()
-    assert md.startswith('# uci → mnist') and '| technique | uses | shots |' in md and '![learning curves](curves.png)' in md
+    assert md.startswith('# uci → mnist') and '| technique | shots | target (%) |' in md and '![learning curves](curves.png)' in md
     assert 'Reproduce with `transfer_nb compare --source uci --target mnist' in md and 'data fingerprints' in md
     assert 'report:' in r.stdout and 'fine_tune' in r.stdout and 'comparing' in r.stderr  # results on stdout, progress on stderr
     assert 'Warning' not in r.stderr  # no third-party warnings on every run

@@ -142,4 +142,4 @@ def test_f10_reports_never_overwrite_a_users_file_and_agree_with_their_rows(tmp_
     compare(('uci', 'mnist'), ['scratch'], seeds=(0,), shots=(2,), steps=2, width=4, out=out)
     df = compare(('uci', 'mnist'), ['scratch'], seeds=(0,), shots=(3,), steps=2, width=4, out=out)  # a rerun with other shots
     md = write_report(df, out).read_text()
-    assert 'labels per class 3 ' in md and '| scratch | labels | 3 |' in md and '| scratch | labels | 2 |' not in md
+    assert 'labels per class 3 ' in md and '| scratch | 3 |' in md and '| scratch | 2 |' not in md

@@ -132,7 +132,7 @@ def test_the_pair_and_the_report_show_classes_and_split_counts(tmp_path):
     assert pair.split_counts()['test'] == {'0': 4, '1': 4, '7': 4}
     df = compare(pair, ['fine_tune'], seeds=(0,), shots=(2,), model=fit_classifier(pair.target, DigitCNN(width=4, n_out=3), 1).model, steps=2, out=tmp_path/'r')
     md = write_report(df, tmp_path/'r').read_text()
-    assert 'Target classes (3): 0, 1, 7; images per class: test 4, valid 2, unlabeled pool 14.' in md
+    assert 'Target classes (3): 0, 1, 7; images per class: test 4 (12 in all), valid 2 (6 in all), unlabeled pool 14 (42 in all).' in md
     assert '`imgs` (target only), images 1×28×28 (from image folder imgs/ (60 images))' in md
     assert json.loads((tmp_path/'r'/'config.json').read_text())['split_counts']['test'] == {'0': 4, '1': 4, '7': 4}
 

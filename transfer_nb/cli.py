@@ -10,10 +10,10 @@ from pathlib import Path
 # `transfer_nb --help` and a mistyped flag answer at once.
 
 # %% auto #0
-__all__ = ['log', 'demo', 'main']
+__all__ = ['demo', 'main']
 
 # %% ../nbs/06_cli.ipynb #9152a387
-def log(*args): # printed as one line
+def _say(*args): # printed as one line
     "Progress for humans: to stderr, so stdout stays parseable."
     print(*args, file=sys.stderr, flush=True)
 
@@ -33,12 +33,12 @@ def demo(source:str='syn', # source domain name
     t0 = time.time()
     p = domain_pair(source, target, shots=check_arg(shots, 'shots', int, lo=1), seed=seed)
     if not p.same_classes: raise ValueError(f"demo needs the same classes in source and target, got {p.src.classes} and {p.tgt.classes}")
-    if not quiet: log(f"{source} → {target}, {shots} labels per class, seed {seed}, on {default_device()}")
+    if not quiet: _say(f"{source} → {target}, {shots} labels per class, seed {seed}, on {default_device()}")
     df = compare(p, ['direct', 'fine_tune', 'scratch'], seeds=(seed,), shots=(shots,), steps=steps, source_steps=source_steps, width=width, verbose=not quiet)
     failed = [r for r in df.to_dict('records') if r['status'] == 'failed']
     if failed: raise RuntimeError("demo: " + '; '.join(f"{r['technique']} failed ({r.get('error')})" for r in failed))
     acc = df.set_index('technique').target_acc
-    if not quiet: log(f"  done in {time.time() - t0:.0f} s")
+    if not quiet: _say(f"  done in {time.time() - t0:.0f} s")
     return dict(source_only=float(acc['direct']), fine_tuned=float(acc['fine_tune']), scratch=float(acc['scratch']),
                 collapsed=sorted(df.technique[df.status == 'collapsed']))
 
@@ -122,6 +122,11 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument('--out', type=_out, default=Path('report'), help='results folder (default: report/)')
     o.add_argument('--overwrite', action='store_true', help='replace results of another configuration in OUT')
     o.add_argument('--quiet', action='store_true', help='no progress lines on stderr (errors and the summary only)')
+    rp = sub.add_parser('report', help="re-render a results folder's report from its stored runs",
+                        description='Rewrite OUT/report.md, OUT/runs.csv and the plots from the runs stored in OUT (nothing trains).')
+    rp.add_argument('out', type=_folder, metavar='OUT', help='a folder compare wrote')
+    rp.add_argument('--recount', action='store_true', help="for results written before split sizes were recorded: rebuild the data the stored command "
+                                                           "reads and, when its fingerprints match, record the split sizes")
     sub.add_parser('domains', help='list the built-in domains', description='List the built-in domains: what each holds, and whether its data is on this machine.')
     sub.add_parser('strategies', help='list the techniques compare can run', description='List the techniques `compare` can run.')
     sub.add_parser('backbones', help='list the pretrained backbones', description='List the names --model takes, and whether their weights are on this machine.')
@@ -167,8 +172,45 @@ def _model(a):
     if a.arch: raise ValueError(f"--arch is for a --model weights file, and {a.model!r} is a backbone's name (see transfer_nb backbones)")
     return a.model
 
-def _compare(a, argv) -> int:
+def _pair(a, m) -> tuple:
+    "The DomainPair the compare arguments `a` name (with the network `m` deciding size and statistics), and how to say it."
     from transfer_nb.data import domain_pair, folder_pair
+    augment = None if a.augment == 'none' else a.augment
+    if a.target_dir is not None:
+        pair = folder_pair(a.source_dir, a.target_dir, size=a.size, model=m, augment='photos' if a.augment is None else augment, bs=a.bs)
+        return pair, f"{a.source_dir.name} → {a.target_dir.name}" if a.source_dir else f"{a.target_dir.name} (target only)"
+    src, tgt = a.source or 'syn', a.target or 'mnist'
+    return domain_pair(src, tgt, model=m, size=a.size, augment=augment, bs=a.bs), f"{src} → {tgt}"
+
+def _pixel_fingerprints(pair) -> dict:
+    "The pair's data fingerprints as transfer_nb computed them before folders were read lazily: of the decoded pixels, not of the files."
+    from transfer_nb.data import Domain, ImageFiles
+    fp = lambda d: Domain(d.name, d.x.load(), d.y, d.classes).fingerprint if isinstance(d.x, ImageFiles) else d.fingerprint
+    return dict(source=fp(pair.src) if pair.has_source else None, target=fp(pair.tgt))
+
+def _report(a) -> int:
+    "Re-render a results folder's report from its stored runs; with --recount, first record the split sizes of the data its command read."
+    import json, shlex
+    from transfer_nb.experiment import load_runs, write_report
+    df = load_runs(a.out)
+    cfg = df.attrs['config']
+    if a.recount and not cfg.get('split_counts'):
+        cmd = df.attrs.get('command')
+        if not cmd: raise ValueError(f"{str(a.out)!r} holds no command.txt: its data cannot be rebuilt to count the splits")
+        ca = _parser().parse_args(shlex.split(cmd)[1:])
+        model = _model(ca)
+        pair, _ = _pair(ca, _backbone(model) if isinstance(model, str) else model)
+        fps = {k: v for k, v in pair.fingerprint().items() if k != 'split'}
+        if fps != cfg['fingerprints']: fps = _pixel_fingerprints(pair)  # results written before folders were read lazily hashed decoded pixels
+        if fps != cfg['fingerprints']:
+            raise ValueError(f"the data {cmd!r} reads now is not the data of these runs (fingerprints {fps} against {cfg['fingerprints']}): "
+                             "the split sizes are not recorded; rerun the command into a new folder to have them")
+        cfg['split_counts'] = {k: v for k, v in pair.split_counts().items() if k != 'target_train'}
+        (a.out/'config.json').write_text(json.dumps(cfg, indent=1, sort_keys=True) + '\n')
+    print(f"report: {write_report(df, a.out, command=df.attrs.get('command'))}")
+    return 0
+
+def _compare(a, argv) -> int:
     from transfer_nb.experiment import TECHNIQUES, Interrupted, compare, summary, why_not, write_report
     if a.target_dir is None and a.source_dir is not None: raise ValueError("--source-dir needs --target-dir (the folder of your target images)")
     if a.target_dir is not None and (a.source or a.target): raise ValueError("give either --source/--target (built-in domains) or --target-dir/--source-dir (folders), not both")
@@ -178,14 +220,7 @@ def _compare(a, argv) -> int:
                          "--model NAME (transfer_nb backbones lists them), or from your own weights, --model FILE --arch NAME")
     model = _model(a)
     m = _backbone(model) if isinstance(model, str) else model
-    augment = None if a.augment == 'none' else a.augment
-    if a.target_dir is not None:
-        pair = folder_pair(a.source_dir, a.target_dir, size=a.size, model=m, augment='photos' if a.augment is None else augment, bs=a.bs)
-        what = f"{a.source_dir.name} → {a.target_dir.name}" if a.source_dir else f"{a.target_dir.name} (target only)"
-    else:
-        src, tgt = a.source or 'syn', a.target or 'mnist'
-        pair = domain_pair(src, tgt, model=m, size=a.size, augment=augment, bs=a.bs)
-        what = f"{src} → {tgt}"
+    pair, what = _pair(a, m)
     techniques = a.strategies or (['linear_probe', 'fine_tune'] if alone else ['scratch', 'fine_tune', 'dann'])
     bad = {t: r for t in techniques if (r := why_not(t, pair, m))}
     if bad:
@@ -196,25 +231,25 @@ def _compare(a, argv) -> int:
     command = 'transfer_nb ' + ' '.join(map(shlex.quote, argv))
     from fastai.torch_core import rank_distrib
     lead = not rank_distrib()  # under torchrun, process 0 writes the report and speaks; the others train alongside it
-    if lead: log(f"comparing {', '.join(techniques)} on {what}, seeds 0–{a.seeds - 1}, shots {', '.join(map(str, a.shots))}, into {a.out}/")
+    if lead: _say(f"comparing {', '.join(techniques)} on {what}, seeds 0–{a.seeds - 1}, shots {', '.join(map(str, a.shots))}, into {a.out}/")
     try:
         df = compare(pair, techniques, seeds=tuple(range(a.seeds)), shots=a.shots, model=model, steps=a.steps,
                      source_steps=a.source_steps, width=a.width, lr=a.lr, bs=a.bs, select_by=None if a.select_by == 'last' else a.select_by, n_val=a.n_val,
                      grid=grid, out=a.out, overwrite=a.overwrite, executor='ray' if a.ray else 'serial',
-                     ray_address=None if a.ray in (None, 'local') else a.ray, verbose=not a.quiet)
+                     ray_address=None if a.ray in (None, 'local') else a.ray, verbose=not a.quiet, command=command)
     except Interrupted as e:
         if not lead: return 130
-        rep = write_report(e.df, a.out, what, command=command) if len(e.df) else None
-        log(f"interrupted after {e.done} of {e.total} runs; rerun the same command to resume" + (f" (the finished runs' report: {rep})" if rep else ''))
+        rep = write_report(e.df, a.out, command=command) if len(e.df) else None
+        _say(f"interrupted after {e.done} of {e.total} runs; rerun the same command to resume" + (f" (the finished runs' report: {rep})" if rep else ''))
         return 130
     failed = [r for r in df.to_dict('records') if r['status'] == 'failed']
     if not lead: return 1 if failed else 0
-    rep = write_report(df, a.out, what, command=command)
+    rep = write_report(df, a.out, command=command)
     if len(failed) < len(df): print(summary(df).to_string(index=False))
     print(f"report: {rep}")
     if not failed: return 0
     why = list(dict.fromkeys(str(r.get('error')) for r in failed))
-    log(f"transfer_nb: error: {'every run' if len(failed) == len(df) else f'{len(failed)} of {len(df)} runs'} failed: " + '; '.join(why[:3])
+    _say(f"transfer_nb: error: {'every run' if len(failed) == len(df) else f'{len(failed)} of {len(df)} runs'} failed: " + '; '.join(why[:3])
         + (f" (and {len(why) - 3} other reasons)" if len(why) > 3 else '') + ". The report lists each one; rerun the same command to retry them.")
     return 1
 
@@ -253,8 +288,8 @@ def main(argv:list=None, # the arguments (sys.argv[1:] when None)
             try: _check_names(a)
             except ValueError as e: parser.subs[a.cmd].error(str(e))
             return _compare(a, argv) if a.cmd == 'compare' else _demo(a)
-        return _lists(a.cmd)
+        return _report(a) if a.cmd == 'report' else _lists(a.cmd)
     except KeyboardInterrupt:
-        log("transfer_nb: interrupted"); return 130
+        _say("transfer_nb: interrupted"); return 130
     except (ValueError, TypeError, ImportError, RuntimeError, OSError, ConnectionError) as e:
-        log(f"transfer_nb: error: {e}"); return 1
+        _say(f"transfer_nb: error: {e}"); return 1
