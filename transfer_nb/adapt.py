@@ -19,11 +19,11 @@ from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy
 
 # %% auto #0
-__all__ = ['VALIDATORS', 'METHODS', 'adabn', 'classifier_of', 'WithDiscriminator', 'mcc_loss', 'TwoDomainCallback', 'GradReverse',
-           'grl_coeff', 'DANN', 'CDAN', 'mmd', 'coral', 'MMD', 'CORAL', 'EntropyMin', 'MCC', 'FixMatch',
-           'target_outputs', 'im_score', 'entropy_score', 'snd_score', 'TargetOutputs', 'Validator', 'IM', 'SND',
-           'TargetEntropy', 'CollapseShare', 'TargetAccuracy', 'adapt_splitter', 'SourceOnly', 'adapt_learner',
-           'shot_pseudo_labels', 'SHOT', 'shot_learner', 'TENT', 'tent_learner', 'history', 'select']
+__all__ = ['VALIDATORS', 'METHODS', 'adabn', 'WithDiscriminator', 'classifier_of', 'mcc_loss', 'TwoDomainCallback', 'GradReverse',
+           'grl_coeff', 'target_outputs', 'im_score', 'entropy_score', 'snd_score', 'TargetOutputs', 'Validator', 'IM',
+           'SND', 'TargetEntropy', 'CollapseShare', 'TargetAccuracy', 'history', 'select', 'adapt_splitter',
+           'SourceOnly', 'adapt_learner', 'DANN', 'CDAN', 'mmd', 'coral', 'MMD', 'plot_embedding', 'CORAL',
+           'EntropyMin', 'MCC', 'FixMatch', 'shot_pseudo_labels', 'SHOT', 'shot_learner', 'TENT', 'tent_learner']
 
 # %% ../nbs/04_adapt.ipynb #1c83556a
 @torch.no_grad()
@@ -47,13 +47,7 @@ def adabn(model:nn.Module, # the network, changed in place
         model.train(was)
     return model
 
-# %% ../nbs/04_adapt.ipynb #e5a8937e
-def classifier_of(model:nn.Module, # an adaptation learner's model (or a classifier)
-                 ) -> nn.Module:
-    "The classifier inside `model` (the `net` of a `WithDiscriminator`, else `model`), through a DDP wrapper."
-    model = unwrap(model)
-    return model.net if isinstance(model, WithDiscriminator) else model
-
+# %% ../nbs/04_adapt.ipynb #a71dfd3b
 class WithDiscriminator(nn.Module):
     "A classifier `net` and a domain discriminator `disc` trained alongside it: forward is `net`'s alone."
     def __init__(self, net:nn.Module, # the classifier
@@ -65,6 +59,14 @@ class WithDiscriminator(nn.Module):
 
 def _entropy(p): return -(p * p.clamp_min(1e-8).log()).sum(-1)
 
+# %% ../nbs/04_adapt.ipynb #e5a8937e
+def classifier_of(model:nn.Module, # an adaptation learner's model (or a classifier)
+                 ) -> nn.Module:
+    "The classifier inside `model` (the `net` of a `WithDiscriminator`, else `model`), through a DDP wrapper."
+    model = unwrap(model)
+    return model.net if isinstance(model, WithDiscriminator) else model
+
+# %% ../nbs/04_adapt.ipynb #7a7e5dea
 def mcc_loss(logits:torch.Tensor, # target logits, N×C
              T:float=2.5, # temperature
             ) -> torch.Tensor:
@@ -76,6 +78,7 @@ def mcc_loss(logits:torch.Tensor, # target logits, N×C
     c = c / c.sum(1, keepdim=True).clamp_min(1e-8)
     return (c.sum() - c.trace()) / p.shape[1]
 
+# %% ../nbs/04_adapt.ipynb #ca389949
 class TwoDomainCallback(Callback):
     "Train on labeled source batches with unlabeled `target` batches (and labeled target batches from `labeled`); subclasses add `lam`·`adapt_loss()`."
     order, run_valid, views = 55, False, 1
@@ -161,11 +164,213 @@ class GradReverse(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g): return -ctx.coeff * g, None
 
+# %% ../nbs/04_adapt.ipynb #22cdd22e
 def grl_coeff(p:float, # training progress in [0, 1]
               gamma:float=10., # how fast the coefficient rises
              ) -> float:
     "DANN's schedule for the reversal coefficient at training progress `p`."
     return 2. / (1. + math.exp(-gamma * p)) - 1.
+
+# %% ../nbs/04_adapt.ipynb #c8656b1d
+@torch.no_grad()
+def target_outputs(model:nn.Module, # a classifier (or a WithDiscriminator)
+                   x:torch.Tensor, # target images, N×C×H×W (or ImageFiles, decoded batch by batch)
+                   bs:int=512, # images per forward pass
+                  ) -> tuple:
+    "Softmax predictions (N×C) and head-input features (N×D) of `model` (eval mode) on the images `x`."
+    net = classifier_of(model)
+    head, feats, probs = get_module(net, find_head(net)), [], []
+    h = head.register_forward_hook(lambda m, i, o: feats.append(i[0].float()))
+    was = net.training
+    try:
+        net.eval()
+        dev = next(net.parameters()).device
+        for xb in image_batches(x, bs): probs.append(net(xb.to(dev)).float().softmax(1))
+    finally: h.remove(); net.train(was)
+    return torch.cat(probs), torch.cat(feats)
+
+# %% ../nbs/04_adapt.ipynb #1273e74d
+def im_score(p:torch.Tensor, # target probabilities, N×C
+             f:torch.Tensor=None, # features (unused)
+            ) -> float:
+    "Information maximisation: the entropy of the mean prediction minus the mean entropy (higher: confident and diverse)."
+    return (_entropy(p.mean(0)) - _entropy(p).mean()).item()
+
+# %% ../nbs/04_adapt.ipynb #0e65addd
+def entropy_score(p:torch.Tensor, # target probabilities, N×C
+                  f:torch.Tensor=None, # features (unused)
+                 ) -> float:
+    "Minus the mean prediction entropy (higher: more confident)."
+    return -_entropy(p).mean().item()
+
+# %% ../nbs/04_adapt.ipynb #4bf490c0
+def snd_score(p:torch.Tensor, # target probabilities (unused)
+              f:torch.Tensor, # target features, N×D
+              T:float=0.05, # softmax temperature of the similarities
+              block:int=256, # rows of the N×N similarity matrix held at once (memory: a few block×N floats)
+             ) -> float:
+    "Soft neighbourhood density (Saito et al., 2021): the mean entropy of each feature's soft-neighbour distribution (higher: tighter clusters), in row blocks."
+    f = F.normalize(f.float(), dim=1)
+    block, total = check_arg(block, 'block', int, lo=1), torch.zeros((), dtype=torch.float64, device=f.device)
+    for i in range(0, len(f), block):
+        s = f[i:i+block] @ f.T / T
+        s[torch.arange(len(s), device=f.device), torch.arange(i, i + len(s), device=f.device)] = float('-inf')  # not its own neighbour
+        total += _entropy(s.softmax(1)).double().sum()
+    return (total / len(f)).item()
+
+def _state_key(model:nn.Module) -> tuple:
+    "Changes whenever a weight or buffer of `model` is changed in place or replaced."
+    return tuple((t.data_ptr(), t._version) for t in [*model.parameters(), *model.buffers()])
+
+# %% ../nbs/04_adapt.ipynb #2f2d850f
+class TargetOutputs:
+    "The predictions and features of a model on images `x`, computed once per state of its weights."
+    def __init__(self, x:torch.Tensor): # the target images to score (a stratified sample of the pool)
+        self.x, self.key, self.out = x, None, None
+    def __call__(self, model:nn.Module) -> tuple:
+        key = (id(model), _state_key(model))
+        if key != self.key: self.key, self.out = key, target_outputs(model, self.x)
+        return self.out
+    def __getstate__(self): return dict(x=None, key=None, out=None)  # exported learners carry no target data
+
+class _TargetMetric(Metric):
+    "A score of the model on target images, once per validation; None when the data is gone (an exported learner)."
+    def __init__(self, outputs:TargetOutputs): self.outputs = outputs
+    def reset(self): self.model = None
+    def accumulate(self, learn): # the learner being validated
+        self.model = learn.model
+    def __getstate__(self): d = dict(self.__dict__); d['model'] = None; return d
+
+# %% ../nbs/04_adapt.ipynb #bab36c8e
+class Validator(_TargetMetric):
+    "A label-free validator as a fastai metric: `score(probs, features)` on the target images, higher is better."
+    score = staticmethod(im_score)
+    @property
+    def value(self):
+        if self.model is None or self.outputs.x is None: return None
+        return self.score(*self.outputs(self.model))
+    @property
+    def name(self): return type(self).__name__
+
+# %% ../nbs/04_adapt.ipynb #b49c94ac
+class IM(Validator):
+    "Information maximisation on the target pool (see `im_score`)."
+    score = staticmethod(im_score)
+
+# %% ../nbs/04_adapt.ipynb #c14fa079
+class SND(Validator):
+    "Soft neighbourhood density on the target pool (see `snd_score`)."
+    score = staticmethod(snd_score)
+
+# %% ../nbs/04_adapt.ipynb #956d9bed
+class TargetEntropy(Validator):
+    "Minus the mean prediction entropy on the target pool (see `entropy_score`)."
+    score = staticmethod(entropy_score)
+
+# %% ../nbs/04_adapt.ipynb #20445895
+class CollapseShare(Validator):
+    "The share of the pool given the most frequent predicted class: a diagnostic recorded beside the validators (≥ `COLLAPSE_SHARE`: collapsed)."
+    score = staticmethod(lambda p, f=None: collapse_share(p))
+
+# %% ../nbs/04_adapt.ipynb #0113b29c
+class TargetAccuracy(Metric):
+    "The oracle: accuracy on the whole labeled target `test` loader. For judging validators, never for choosing."
+    def __init__(self, test): # loader of the labeled target test set
+        self.test = test
+    def reset(self): self.model = None
+    def accumulate(self, learn): # the learner being validated
+        self.model = learn.model
+    @property
+    def value(self): return None if self.model is None or self.test is None else evaluate(classifier_of(self.model), self.test)
+    @property
+    def name(self): return 'oracle_target_acc'
+    def __getstate__(self): return dict(test=None, model=None)
+
+# %% ../nbs/04_adapt.ipynb #47a8ee14
+VALIDATORS = {'IM': IM, 'SND': SND, 'TargetEntropy': TargetEntropy}
+
+# %% ../nbs/04_adapt.ipynb #1e2f3a4b
+def history(learn:Learner, # a learner after fit, with validators as metrics
+           ) -> pd.DataFrame:
+    "One row per epoch of `learn`'s last fit: every recorded metric (train and valid loss, source accuracy, validators, oracle)."
+    names = [n for n in learn.recorder.metric_names if n not in ('epoch', 'time')]
+    return pd.DataFrame([dict(zip(names, v)) for v in learn.recorder.values]).rename_axis('epoch').reset_index()
+
+# %% ../nbs/04_adapt.ipynb #b674c2d7
+def select(df:pd.DataFrame, # one row per run and epoch, with the validators' and the oracle's columns
+           by:str='IM', # the column that chooses (highest wins)
+           keys=('method', 'seed'), # the columns that identify a run (rows sharing them compete)
+           oracle:str='oracle_target_acc', # the oracle's column (judging only)
+          ) -> pd.DataFrame:
+    "Per run: the row `by` chooses, its oracle accuracy, the oracle's best, and the regret."
+    if by not in df.columns: raise ValueError(f"no column {by!r} to select by; columns: {', '.join(df.columns)}")
+    keys = [k for k in keys if k in df.columns]
+    d = df.dropna(subset=[by]).reset_index(drop=True).assign(_run=0)  # concatenated runs repeat index labels
+    if d.empty: raise ValueError(f"no row has a value of {by!r} to select by")
+    keys = keys or ['_run']
+    g = d.groupby(keys, sort=False)
+    chosen, best = d.loc[g[by].idxmax()].set_index(keys), d.loc[g[oracle].idxmax()].set_index(keys)
+    out = chosen.assign(oracle_best=best[oracle], regret=best[oracle] - chosen[oracle])
+    return out.reset_index().drop(columns='_run', errors='ignore')
+
+# %% ../nbs/04_adapt.ipynb #508b1971
+def adapt_splitter(model:nn.Module, # the learner's model
+                   levels:list, # the classifier's levels
+                   head:str, # the classifier's head
+                  ) -> list:
+    "The classifier's level groups, with the discriminator (if any) in the head's group."
+    g, model = level_groups(classifier_of(model), levels, head), unwrap(model)
+    if isinstance(model, WithDiscriminator): g[-1] = g[-1] + list(model.disc.parameters())
+    return g
+
+# %% ../nbs/04_adapt.ipynb #ed802320
+class SourceOnly(TwoDomainCallback):
+    "No adaptation term: the labeled data alone (with `labeled=True`, the source and the target's few labels together)."
+    @property
+    def uses_pool(self) -> bool: return self.mcc > 0  # no unlabeled batch in the forward pass: BatchNorm sees the labeled data alone
+    def adapt_loss(self): return 0.
+
+# %% ../nbs/04_adapt.ipynb #05d03caa
+METHODS = {'source_only': SourceOnly}  # name → callback class; each method below adds itself
+
+# %% ../nbs/04_adapt.ipynb #c22a97bf
+def adapt_learner(model:nn.Module, # the classifier to train (copied), e.g. DigitCNN
+                  pair, # a DomainPair: labeled source, target pool (and labeled shots), target test
+                  method:str='dann', # a key of METHODS
+                  lam:float=1., # weight of the method's loss
+                  validators=('IM', 'SND', 'TargetEntropy'), # label-free scores recorded each epoch
+                  oracle:bool=False, # also record the target test accuracy (for judging validators only)
+                  n_val:int=None, # pool images the validators score (None: the whole pool; else a stratified sample)
+                  labeled:bool=False, # also train on the pair's labeled target images (semi-supervised)
+                  mcc:float=0., # weight of an added minimum-class-confusion loss
+                  **kwargs # passed to the method's callback
+                 ) -> Learner: # the learner with the two-domain callback
+    "A fastai `Learner` adapting a copy of `model` from `pair`'s source to its target with `method`."
+    if method not in METHODS: raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+    bad = [v for v in validators if v not in VALIDATORS]
+    if bad: raise ValueError(f"unknown validators {bad}; valid: {', '.join(VALIDATORS)}")
+    if not pair.has_source: raise ValueError(f"{method} adapts from labeled source data, and this pair is target-only: use shot_learner (source-free) or tent_learner (test-time)")
+    if method != 'source_only' and not pair.same_classes:  # source_only also trains a source model for a new task
+        raise ValueError(f"{method} trains one head on the source's classes and scores the target with it, and the classes differ (source "
+                         f"{pair.src.classes}, target {pair.tgt.classes}): a new task takes fine-tuning with a new head (transfer_learner(..., new_head=True))")
+    net = main_output(copy.deepcopy(model).to(pair.settings.get('device') or default_device()), first_inputs(pair.source))  # auxiliary outputs: the main logits
+    head = find_head(net, x=first_inputs(pair.source))
+    n_out = getattr(get_module(net, head), 'out_features', None)
+    if n_out is not None and n_out != len(pair.src.classes):
+        raise ValueError(f"the model outputs {n_out} classes but the source has {len(pair.src.classes)} ({', '.join(map(str, pair.src.classes[:6]))}"
+                         f"{', …' if len(pair.src.classes) > 6 else ''}): give it a head for the source's classes")
+    levels = body_levels(net, head)
+    cb = METHODS[method](pair.unlabeled, lam=lam, labeled=pair.target.train if (labeled or method == 'fixmatch') else None, mcc=mcc, **kwargs)
+    m = net
+    if hasattr(cb, 'discriminator'):  # an adversarial method (DANN, CDAN) builds its discriminator
+        h = get_module(net, head)
+        m = WithDiscriminator(net, cb.discriminator(h.in_features, h.out_features).to(next(net.parameters()).device))
+    outs = TargetOutputs(pair.pool_sample(n_val)) if validators else None
+    metrics = [accuracy] + [VALIDATORS[v](outs) for v in validators] + ([CollapseShare(outs)] if validators else []) + ([TargetAccuracy(pair.test)] if oracle else [])
+    learn = Learner(pair.source, m, loss_func=CrossEntropyLossFlat(), metrics=metrics, splitter=partial(adapt_splitter, levels=levels, head=head),
+                    cbs=[cb, CheckFinite()])
+    learn.head, learn.method = head, method
+    return distributed(cuda_defaults(learn))
 
 # %% ../nbs/04_adapt.ipynb #2fd831bb
 def _mlp(d_in:int, hidden:int):
@@ -203,6 +408,9 @@ class DANN(_Adversarial):
         d = self.domain_logits(torch.cat([self.fs, self.ft]))
         return F.binary_cross_entropy_with_logits(d.float(), self.domain_labels())
 
+METHODS['dann'] = DANN
+
+# %% ../nbs/04_adapt.ipynb #038d1b23
 class CDAN(_Adversarial):
     "Conditional adversarial adaptation: the discriminator sees features ⊗ predictions; `entropy` weighting (CDAN+E)."
     def __init__(self, target, # loader of unlabeled target batches (x,)
@@ -226,6 +434,8 @@ class CDAN(_Adversarial):
             w = torch.cat([w[:n] / w[:n].sum(), w[n:] / w[n:].sum()]) * len(w) / 2
         return F.binary_cross_entropy_with_logits(d.float(), y, weight=w)
 
+METHODS['cdan'] = CDAN
+
 # %% ../nbs/04_adapt.ipynb #9185e0b1
 def mmd(x:torch.Tensor, # source features, N×D
         y:torch.Tensor, # target features, M×D
@@ -239,6 +449,7 @@ def mmd(x:torch.Tensor, # source features, N×D
     n = len(x)
     return k[:n, :n].mean() + k[n:, n:].mean() - 2 * k[:n, n:].mean()
 
+# %% ../nbs/04_adapt.ipynb #d3a4a424
 def coral(x:torch.Tensor, # source features, N×D
           y:torch.Tensor, # target features, M×D
          ) -> torch.Tensor:
@@ -247,6 +458,7 @@ def coral(x:torch.Tensor, # source features, N×D
     cov = lambda a: (a - a.mean(0)).T @ (a - a.mean(0)) / max(len(a) - 1, 1)
     return (cov(x) - cov(y)).pow(2).sum() / (4 * d * d)
 
+# %% ../nbs/04_adapt.ipynb #18368720
 class MMD(TwoDomainCallback):
     "Multi-kernel MMD between source and target features (DAN)."
     def __init__(self, target, # loader of unlabeled target batches (x,)
@@ -255,14 +467,40 @@ class MMD(TwoDomainCallback):
                  **kwargs): super().__init__(target, lam, **kwargs); self.scales = scales
     def adapt_loss(self): return mmd(self.fs, self.ft, self.scales)
 
+METHODS['mmd'] = MMD
+
+# %% ../nbs/04_adapt.ipynb #96ade518
+def plot_embedding(model:nn.Module, # a classifier
+                   pair, # a DomainPair with a source
+                   n:int=400, # points per domain
+                   ax=None, # matplotlib axes (new ones when None)
+                   seed:int=0): # which points
+    "Source and target features (the head's input) of `model`, in 2-D by PCA, coloured by domain."
+    import matplotlib.pyplot as plt
+    from sklearn.decomposition import PCA
+    g = torch.Generator().manual_seed(seed)
+    fs, ft = [target_outputs(model, x[torch.randperm(len(x), generator=g)[:n]])[1] for x in (pair.images('source_valid')[0], pair.images('test')[0])]
+    e = PCA(2, random_state=seed).fit_transform(torch.cat([fs, ft]).cpu().numpy())
+    ax = ax or plt.subplots(figsize=(4, 3.4))[1]
+    ax.scatter(*e[:len(fs)].T, s=4, label=f'source ({pair.src.name})'); ax.scatter(*e[len(fs):].T, s=4, label=f'target ({pair.tgt.name})')
+    ax.legend(fontsize=8, markerscale=3); ax.set_xticks([]); ax.set_yticks([]); ax.set_title('features, PCA', fontsize=9); ax.figure.tight_layout()
+    return ax.figure
+
+# %% ../nbs/04_adapt.ipynb #fb99da01
 class CORAL(TwoDomainCallback):
     "Deep CORAL: align the second-order statistics of source and target features."
     def adapt_loss(self): return coral(self.fs, self.ft)
 
+METHODS['coral'] = CORAL
+
+# %% ../nbs/04_adapt.ipynb #a43566f0
 class EntropyMin(TwoDomainCallback):
     "Target entropy minimisation: confident predictions on the unlabeled target."
     def adapt_loss(self): return _entropy(self.pt.float().softmax(1)).mean()
 
+METHODS['entropy'] = EntropyMin
+
+# %% ../nbs/04_adapt.ipynb #4328c3ec
 class MCC(TwoDomainCallback):
     "Minimum class confusion on the unlabeled target predictions."
     def __init__(self, target, # loader of unlabeled target batches (x,)
@@ -270,6 +508,8 @@ class MCC(TwoDomainCallback):
                  T:float=2.5, # temperature of the target predictions
                  **kwargs): super().__init__(target, lam, **kwargs); self.T = check_arg(T, 'T', lo=0, lo_open=True)
     def adapt_loss(self): return mcc_loss(self.pt, self.T)
+
+METHODS['mcc'] = MCC
 
 # %% ../nbs/04_adapt.ipynb #4c5d6e7f
 class FixMatch(TwoDomainCallback):
@@ -295,166 +535,7 @@ class FixMatch(TwoDomainCallback):
         self.mask_rate = mask.mean()
         return (F.cross_entropy(strong.float(), lbl, reduction='none') * mask).mean()
 
-# %% ../nbs/04_adapt.ipynb #c8656b1d
-@torch.no_grad()
-def target_outputs(model:nn.Module, # a classifier (or a WithDiscriminator)
-                   x:torch.Tensor, # target images, N×C×H×W (or ImageFiles, decoded batch by batch)
-                   bs:int=512, # images per forward pass
-                  ) -> tuple:
-    "Softmax predictions (N×C) and head-input features (N×D) of `model` (eval mode) on the images `x`."
-    net = classifier_of(model)
-    head, feats, probs = get_module(net, find_head(net)), [], []
-    h = head.register_forward_hook(lambda m, i, o: feats.append(i[0].float()))
-    was = net.training
-    try:
-        net.eval()
-        dev = next(net.parameters()).device
-        for xb in image_batches(x, bs): probs.append(net(xb.to(dev)).float().softmax(1))
-    finally: h.remove(); net.train(was)
-    return torch.cat(probs), torch.cat(feats)
-
-def im_score(p:torch.Tensor, # target probabilities, N×C
-             f:torch.Tensor=None, # features (unused)
-            ) -> float:
-    "Information maximisation: the entropy of the mean prediction minus the mean entropy (higher: confident and diverse)."
-    return (_entropy(p.mean(0)) - _entropy(p).mean()).item()
-
-def entropy_score(p:torch.Tensor, # target probabilities, N×C
-                  f:torch.Tensor=None, # features (unused)
-                 ) -> float:
-    "Minus the mean prediction entropy (higher: more confident)."
-    return -_entropy(p).mean().item()
-
-def snd_score(p:torch.Tensor, # target probabilities (unused)
-              f:torch.Tensor, # target features, N×D
-              T:float=0.05, # softmax temperature of the similarities
-              block:int=256, # rows of the N×N similarity matrix held at once (memory: a few block×N floats)
-             ) -> float:
-    "Soft neighbourhood density (Saito et al., 2021): the mean entropy of each feature's soft-neighbour distribution (higher: tighter clusters), in row blocks."
-    f = F.normalize(f.float(), dim=1)
-    block, total = check_arg(block, 'block', int, lo=1), torch.zeros((), dtype=torch.float64, device=f.device)
-    for i in range(0, len(f), block):
-        s = f[i:i+block] @ f.T / T
-        s[torch.arange(len(s), device=f.device), torch.arange(i, i + len(s), device=f.device)] = float('-inf')  # not its own neighbour
-        total += _entropy(s.softmax(1)).double().sum()
-    return (total / len(f)).item()
-
-def _state_key(model:nn.Module) -> tuple:
-    "Changes whenever a weight or buffer of `model` is changed in place or replaced."
-    return tuple((t.data_ptr(), t._version) for t in [*model.parameters(), *model.buffers()])
-
-class TargetOutputs:
-    "The predictions and features of a model on images `x`, computed once per state of its weights."
-    def __init__(self, x:torch.Tensor): # the target images to score (a stratified sample of the pool)
-        self.x, self.key, self.out = x, None, None
-    def __call__(self, model:nn.Module) -> tuple:
-        key = (id(model), _state_key(model))
-        if key != self.key: self.key, self.out = key, target_outputs(model, self.x)
-        return self.out
-    def __getstate__(self): return dict(x=None, key=None, out=None)  # exported learners carry no target data
-
-class _TargetMetric(Metric):
-    "A score of the model on target images, once per validation; None when the data is gone (an exported learner)."
-    def __init__(self, outputs:TargetOutputs): self.outputs = outputs
-    def reset(self): self.model = None
-    def accumulate(self, learn): # the learner being validated
-        self.model = learn.model
-    def __getstate__(self): d = dict(self.__dict__); d['model'] = None; return d
-
-class Validator(_TargetMetric):
-    "A label-free validator as a fastai metric: `score(probs, features)` on the target images, higher is better."
-    score = staticmethod(im_score)
-    @property
-    def value(self):
-        if self.model is None or self.outputs.x is None: return None
-        return self.score(*self.outputs(self.model))
-    @property
-    def name(self): return type(self).__name__
-
-class IM(Validator):
-    "Information maximisation on the target pool (see `im_score`)."
-    score = staticmethod(im_score)
-class SND(Validator):
-    "Soft neighbourhood density on the target pool (see `snd_score`)."
-    score = staticmethod(snd_score)
-class TargetEntropy(Validator):
-    "Minus the mean prediction entropy on the target pool (see `entropy_score`)."
-    score = staticmethod(entropy_score)
-
-class CollapseShare(Validator):
-    "The share of the pool given the most frequent predicted class: a diagnostic recorded beside the validators (≥ `COLLAPSE_SHARE`: collapsed)."
-    score = staticmethod(lambda p, f=None: collapse_share(p))
-
-class TargetAccuracy(Metric):
-    "The oracle: accuracy on the whole labeled target `test` loader. For judging validators, never for choosing."
-    def __init__(self, test): # loader of the labeled target test set
-        self.test = test
-    def reset(self): self.model = None
-    def accumulate(self, learn): # the learner being validated
-        self.model = learn.model
-    @property
-    def value(self): return None if self.model is None or self.test is None else evaluate(classifier_of(self.model), self.test)
-    @property
-    def name(self): return 'oracle_target_acc'
-    def __getstate__(self): return dict(test=None, model=None)
-
-VALIDATORS = {'IM': IM, 'SND': SND, 'TargetEntropy': TargetEntropy}
-
-# %% ../nbs/04_adapt.ipynb #508b1971
-def adapt_splitter(model:nn.Module, # the learner's model
-                   levels:list, # the classifier's levels
-                   head:str, # the classifier's head
-                  ) -> list:
-    "The classifier's level groups, with the discriminator (if any) in the head's group."
-    g, model = level_groups(classifier_of(model), levels, head), unwrap(model)
-    if isinstance(model, WithDiscriminator): g[-1] = g[-1] + list(model.disc.parameters())
-    return g
-
-class SourceOnly(TwoDomainCallback):
-    "No adaptation term: the labeled data alone (with `labeled=True`, the source and the target's few labels together)."
-    @property
-    def uses_pool(self) -> bool: return self.mcc > 0  # no unlabeled batch in the forward pass: BatchNorm sees the labeled data alone
-    def adapt_loss(self): return 0.
-
-METHODS = {'source_only': SourceOnly, 'dann': DANN, 'cdan': CDAN, 'mmd': MMD, 'coral': CORAL, 'entropy': EntropyMin, 'mcc': MCC, 'fixmatch': FixMatch}
-
-def adapt_learner(model:nn.Module, # the classifier to train (copied), e.g. DigitCNN
-                  pair, # a DomainPair: labeled source, target pool (and labeled shots), target test
-                  method:str='dann', # a key of METHODS
-                  lam:float=1., # weight of the method's loss
-                  validators=('IM', 'SND', 'TargetEntropy'), # label-free scores recorded each epoch
-                  oracle:bool=False, # also record the target test accuracy (for judging validators only)
-                  n_val:int=None, # pool images the validators score (None: the whole pool; else a stratified sample)
-                  labeled:bool=False, # also train on the pair's labeled target images (semi-supervised)
-                  mcc:float=0., # weight of an added minimum-class-confusion loss
-                  **kwargs # passed to the method's callback
-                 ) -> Learner: # the learner with the two-domain callback
-    "A fastai `Learner` adapting a copy of `model` from `pair`'s source to its target with `method`."
-    if method not in METHODS: raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
-    bad = [v for v in validators if v not in VALIDATORS]
-    if bad: raise ValueError(f"unknown validators {bad}; valid: {', '.join(VALIDATORS)}")
-    if not pair.has_source: raise ValueError(f"{method} adapts from labeled source data, and this pair is target-only: use shot_learner (source-free) or tent_learner (test-time)")
-    if method != 'source_only' and not pair.same_classes:  # source_only also trains a source model for a new task
-        raise ValueError(f"{method} trains one head on the source's classes and scores the target with it, and the classes differ (source "
-                         f"{pair.src.classes}, target {pair.tgt.classes}): a new task takes fine-tuning with a new head (transfer_learner(..., new_head=True))")
-    net = main_output(copy.deepcopy(model).to(pair.settings.get('device') or default_device()), first_inputs(pair.source))  # auxiliary outputs: the main logits
-    head = find_head(net, x=first_inputs(pair.source))
-    n_out = getattr(get_module(net, head), 'out_features', None)
-    if n_out is not None and n_out != len(pair.src.classes):
-        raise ValueError(f"the model outputs {n_out} classes but the source has {len(pair.src.classes)} ({', '.join(map(str, pair.src.classes[:6]))}"
-                         f"{', …' if len(pair.src.classes) > 6 else ''}): give it a head for the source's classes")
-    levels = body_levels(net, head)
-    cb = METHODS[method](pair.unlabeled, lam=lam, labeled=pair.target.train if (labeled or method == 'fixmatch') else None, mcc=mcc, **kwargs)
-    m = net
-    if isinstance(cb, _Adversarial):
-        h = get_module(net, head)
-        m = WithDiscriminator(net, cb.discriminator(h.in_features, h.out_features).to(next(net.parameters()).device))
-    outs = TargetOutputs(pair.pool_sample(n_val)) if validators else None
-    metrics = [accuracy] + [VALIDATORS[v](outs) for v in validators] + ([CollapseShare(outs)] if validators else []) + ([TargetAccuracy(pair.test)] if oracle else [])
-    learn = Learner(pair.source, m, loss_func=CrossEntropyLossFlat(), metrics=metrics, splitter=partial(adapt_splitter, levels=levels, head=head),
-                    cbs=[cb, CheckFinite()])
-    learn.head, learn.method = head, method
-    return distributed(cuda_defaults(learn))
+METHODS['fixmatch'] = FixMatch
 
 # %% ../nbs/04_adapt.ipynb #7a8b9c0d
 @torch.no_grad()
@@ -474,6 +555,7 @@ def shot_pseudo_labels(model:nn.Module, # the classifier
 
 def _no_loss(pred, *yb): return pred.float().sum() * 0.  # the method's callback supplies the loss
 
+# %% ../nbs/04_adapt.ipynb #3c5c52bd
 class SHOT(Callback):
     "Source-free adaptation: information maximisation plus nearest-centroid pseudo-labels (weight `beta`), the head frozen."
     order = 55
@@ -504,6 +586,7 @@ def _target_images(target, who:str) -> torch.Tensor:
     if not len(x): raise ValueError(f"{who}: the target holds no images: there is nothing to adapt to")
     return x
 
+# %% ../nbs/04_adapt.ipynb #fe7a6f13
 def shot_learner(model:nn.Module, # the trained source network (copied)
                  target, # unlabeled target images: a tensor, ImageFiles, a loader, or a target-only DomainPair
                  beta:float=0.3, # weight of the pseudo-labels
@@ -559,6 +642,7 @@ class TENT(Callback):
         return (torch.cat(self.preds) == torch.cat(self.targs)).float().mean().item()
     def __getstate__(self): d = dict(self.__dict__); d.update(init=None, preds=[], targs=[]); return d
 
+# %% ../nbs/04_adapt.ipynb #427c708f
 def tent_learner(model:nn.Module, # the trained source network (copied)
                  stream, # the target as it arrives: a loader of (x,) or (x, y) batches, in order
                  bs:int=64, # images per incoming batch
@@ -578,26 +662,3 @@ def tent_learner(model:nn.Module, # the trained source network (copied)
     learn = Learner(DataLoaders(dl, dl), net, loss_func=_entropy_loss, cbs=[TENT(episodic), CheckFinite()], splitter=lambda m: [[p for p in m.parameters() if p.requires_grad]])
     learn.method = 'tent'
     return distributed(cuda_defaults(learn))  # under torchrun every process adapts on the whole stream (it is not shuffled, so not sharded)
-
-# %% ../nbs/04_adapt.ipynb #1e2f3a4b
-def history(learn:Learner, # a learner after fit, with validators as metrics
-           ) -> pd.DataFrame:
-    "One row per epoch of `learn`'s last fit: every recorded metric (train and valid loss, source accuracy, validators, oracle)."
-    names = [n for n in learn.recorder.metric_names if n not in ('epoch', 'time')]
-    return pd.DataFrame([dict(zip(names, v)) for v in learn.recorder.values]).rename_axis('epoch').reset_index()
-
-def select(df:pd.DataFrame, # one row per run and epoch, with the validators' and the oracle's columns
-           by:str='IM', # the column that chooses (highest wins)
-           keys=('method', 'seed'), # the columns that identify a run (rows sharing them compete)
-           oracle:str='oracle_target_acc', # the oracle's column (judging only)
-          ) -> pd.DataFrame:
-    "Per run: the row `by` chooses, its oracle accuracy, the oracle's best, and the regret."
-    if by not in df.columns: raise ValueError(f"no column {by!r} to select by; columns: {', '.join(df.columns)}")
-    keys = [k for k in keys if k in df.columns]
-    d = df.dropna(subset=[by]).reset_index(drop=True).assign(_run=0)  # concatenated runs repeat index labels
-    if d.empty: raise ValueError(f"no row has a value of {by!r} to select by")
-    keys = keys or ['_run']
-    g = d.groupby(keys, sort=False)
-    chosen, best = d.loc[g[by].idxmax()].set_index(keys), d.loc[g[oracle].idxmax()].set_index(keys)
-    out = chosen.assign(oracle_best=best[oracle], regret=best[oracle] - chosen[oracle])
-    return out.reset_index().drop(columns='_run', errors='ignore')

@@ -22,9 +22,9 @@ from fastai.torch_core import num_distrib, rank_distrib
 
 # %% auto #0
 __all__ = ['TECHNIQUES', 'FORMAT', 'uses_target_labels', 'check_techniques', 'StoreLocked', 'StoreError', 'environment',
-           'RunStore', 'steps_to_epochs', 'why_not', 'Interrupted', 'ray_execute', 'compare', 'selected', 'summary',
-           'gap_table', 'validator_table', 'plot_bars', 'plot_curves', 'plot_embedding', 'logme', 'leep', 'hscore',
-           'rank_sources', 'ranking_agreement', 'md_table', 'describe_config', 'write_report', 'load_runs', 'overview']
+           'RunStore', 'steps_to_epochs', 'why_not', 'Interrupted', 'ray_execute', 'compare', 'load_runs', 'selected',
+           'summary', 'gap_table', 'validator_table', 'plot_bars', 'plot_curves', 'logme', 'leep', 'hscore',
+           'rank_sources', 'ranking_agreement', 'md_table', 'describe_config', 'verdict', 'write_report', 'overview']
 
 # %% ../nbs/05_experiment.ipynb #6c4a6f7e
 _REGULARISED = {'full+l2sp': L2SPCallback, 'full+bss': BSSCallback, 'full+lwf': LwFCallback}
@@ -346,7 +346,8 @@ class _Runner:
             r = run_strategy(src, p, strategy, steps_to_epochs(self.steps, p.target.train), lr, cbs=cbs + self.progress(f"{t} seed {seed} shots {shots}"),
                              seed=seed, new_head=new_head, k=k, n_val=self._n_val(p))
             r.pop('strategy')
-            return dict(r, epochs=steps_to_epochs(self.steps, p.target.train))
+            e = steps_to_epochs(self.steps, p.target.train)
+            return dict(r, epochs=e, steps=e * len(p.target.train))
         if base in _AS_IS:
             p, (src, _, _) = self.split(seed, None), self.source(seed)
             seed_everything(seed); p.reseed(seed)
@@ -361,8 +362,9 @@ class _Runner:
             else:
                 learn = shot_learner(src, p.unlabeled, test=p.test, n_val=self._n_val(p))
                 learn.add_cbs(self.progress(f"shot seed {seed}"))
-                with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(steps_to_epochs(self.steps, learn.dls.train), lr / 3)
-                return dict(self._chosen(history(learn)), seconds=time.time() - t0, trainable=n_params(learn.model, True))
+                e = steps_to_epochs(self.steps, learn.dls.train)
+                with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(e, lr / 3)
+                return dict(self._chosen(history(learn)), seconds=time.time() - t0, trainable=n_params(learn.model, True), epochs=e, steps=e * len(learn.dls.train))
             src_acc = evaluate(m, p.source.valid) if p.has_source and classes_of(m) == list(p.src.classes) else None
             return dict(target_acc=evaluate(m, p.test), source_acc=src_acc, seconds=time.time() - t0, trainable=0,
                         collapse_share=collapse_share(target_outputs(m, p.pool_sample(self._n_val(p)))[0]))
@@ -376,7 +378,7 @@ class _Runner:
         epochs = steps_to_epochs(self.source_steps, p.source.train)
         t0 = time.time()
         with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr)
-        return dict(self._chosen(history(learn)), seconds=time.time() - t0, epochs=epochs, trainable=n_params(classifier_of(learn.model), True))
+        return dict(self._chosen(history(learn)), seconds=time.time() - t0, epochs=epochs, steps=epochs * len(learn.dls.train), trainable=n_params(classifier_of(learn.model), True))
 
 def _share(obj=None):
     "Process 0's `obj`, on every process of a distributed launch."
@@ -489,6 +491,8 @@ def compare(pair, # (source, target) names, 'syn,mnist', or any DomainPair (fold
             ray_resources:dict=None, # per Ray task, e.g. {'num_cpus': 4, 'num_gpus': 1}; 1 CPU by default
             verbose:bool=False, # one line per run on stderr
             n_val:int=None, # unlabeled pool images the label-free validators score (a seeded stratified sample); None: the whole pool
+            report:bool=True, # with out: rewrite report.md and its plots after every run (an interrupted or killed job leaves one)
+            command:str=None, # the command line that reproduces the job, quoted in the report
            ) -> pd.DataFrame:
     "One row per technique × seed × label budget (× grid point): target and source accuracy, the epoch chosen, regret, trainable parameters, seconds."
     techniques = check_techniques(techniques)
@@ -541,13 +545,23 @@ def compare(pair, # (source, target) names, 'syn,mnist', or any DomainPair (fold
         elif num_distrib() > 1 and rank_distrib() != 0: execute(_share(None), recs.append)  # torchrun: process 0 owns the results, the others train alongside it
         else:
             store = RunStore(out, config, overwrite)
+            def add(rec):
+                store.add(rec)
+                if report: _report_now(_frame(store.records, keys, store.config), out, command)
             with store:
                 if num_distrib() > 1: _share(store.done())
-                execute(store.done(), store.add)
+                execute(store.done(), add)
     except KeyboardInterrupt:
         df = _frame(store.records if store is not None and store.records is not None else recs, keys, store.config if store is not None else config)
         raise Interrupted(df, int((df.status != 'failed').sum()) if len(df) else 0, len(runs)) from None
     return _frame(store.records if store is not None else recs, keys, store.config if store is not None else config)
+
+def _report_now(df:pd.DataFrame, out, command:str=None):
+    "Rewrite the report of the runs so far; a report that cannot be written is said once on stderr and the runs go on (their records are safe)."
+    try: write_report(df, out, command=command)
+    except Exception as e:
+        if not getattr(_report_now, 'said', False): _log(f"transfer_nb: the report could not be updated ({_reason(e)}); the runs go on and their records are kept")
+        _report_now.said = True
 
 def _frame(records:list, keys:set, config:dict) -> pd.DataFrame:
     "The records of the runs in `keys` (a retried run by its last record), as compare returns them."
@@ -561,6 +575,22 @@ def _run_line(spec:tuple, rec:dict) -> str:
     return (f"{t} seed {seed}" + (f" shots {shots}" if shots is not None else '') + ''.join(f" {k} {v}" for k, v in zip(('lam', 'lr'), spec[3:5]) if v is not None)
             + f": {rec['status']}" + (f" ({rec.get('error')})" if rec['status'] == 'failed' else '')
             + (f", target {rec['target_acc']:.3f}" if rec.get('target_acc') is not None else '') + (f" ({rec['seconds']:.0f} s)" if rec.get('seconds') is not None else ''))
+
+# %% ../nbs/05_experiment.ipynb #75b29cbf
+def load_runs(out, # a folder compare wrote (runs.jsonl, config.json)
+             ) -> pd.DataFrame:
+    "The records of a results folder, read only (nothing trains, nothing is rewritten); `attrs` holds its configuration and command line."
+    out = Path(out)
+    if not (out/'config.json').exists(): raise FileNotFoundError(f"{str(out)!r} holds no config.json: it is not a folder compare wrote (give its `out`)")
+    config = json.loads((out/'config.json').read_text())
+    _check_format(config, out)
+    if config.get('format', 1) < FORMAT: raise ValueError(f"{str(out)!r} holds results of an older format ({config.get('format', 1)}); rerun compare into a new folder")
+    lines = (out/'runs.jsonl').read_text().split('\n') if (out/'runs.jsonl').exists() else []
+    df = pd.DataFrame(_latest([json.loads(l) for l in lines[:-1] if l.strip()]))  # an unfinished last line is not a record
+    if df.empty: raise ValueError(f"{str(out)!r} holds no finished run yet")
+    df.attrs['config'] = config
+    df.attrs['command'] = (out/'command.txt').read_text().strip() if (out/'command.txt').exists() else None
+    return df
 
 # %% ../nbs/05_experiment.ipynb #7b5f7e8d
 def _hist_rows(df:pd.DataFrame) -> pd.DataFrame:
@@ -591,6 +621,7 @@ def selected(df:pd.DataFrame, # records from compare
     keep['regret'] = keep.oracle_best - keep.target_acc
     return pd.concat([df[~grid], keep.drop(columns=['_k', '_ok'])], ignore_index=True)
 
+# %% ../nbs/05_experiment.ipynb #e955daec
 def summary(df:pd.DataFrame, # records from compare
            ) -> pd.DataFrame:
     "Mean ± std (%) per technique and label budget, with seeds, collapsed and failed runs, regret and the `worse_than_scratch` flag."
@@ -620,9 +651,10 @@ def summary(df:pd.DataFrame, # records from compare
     t = t.reset_index().rename(columns={'target_acc': 'target (%)', 'source_acc': 'source (%)'})
     t['uses'] = [TECHNIQUES[_base(x)][0] for x in t.technique]
     t['shots'] = [('none (unlabeled)' if k == 'none' else k) for k in t.shots]
-    cols = ['technique', 'uses', 'shots', 'target (%)', 'source (%)', 'seeds', 'collapsed', 'failed', 'regret', 'trainable', 'seconds', 'worse_than_scratch']
+    cols = ['technique', 'shots', 'target (%)', 'source (%)', 'uses', 'seeds', 'collapsed', 'failed', 'regret', 'trainable', 'seconds', 'worse_than_scratch']
     return t[cols]
 
+# %% ../nbs/05_experiment.ipynb #26b68492
 def gap_table(df:pd.DataFrame, # records with direct and scratch at 'all' among them
              ) -> pd.DataFrame:
     "The share (%) of the gap between source only (`direct`) and the ceiling (`scratch`, every label) each technique closes, from mean accuracies."
@@ -633,6 +665,7 @@ def gap_table(df:pd.DataFrame, # records with direct and scratch at 'all' among 
     g = d.assign(shots=d.shots.apply(lambda k: 'none' if k is None or (isinstance(k, float) and np.isnan(k)) else k)).groupby(['technique', 'shots'], sort=False).target_acc.mean()
     return pd.DataFrame({'target (%)': (g * 100).round(1), 'gap closed (%)': ((g - lo) / (hi - lo) * 100).round(0)}).reset_index()
 
+# %% ../nbs/05_experiment.ipynb #cda9ca8c
 def validator_table(df:pd.DataFrame, # records of adaptation runs (with their histories)
                     validators=('IM', 'SND', 'TargetEntropy', 'accuracy'), # the scores to judge
                    ) -> pd.DataFrame:
@@ -652,48 +685,62 @@ def validator_table(df:pd.DataFrame, # records of adaptation runs (with their hi
     return pd.DataFrame(rows)
 
 # %% ../nbs/05_experiment.ipynb #9d7b9a0f
+def _title(df:pd.DataFrame) -> str:
+    "The pair and model of `df`'s comparison, for a plot title ('' without a configuration)."
+    c = df.attrs.get('config')
+    if not c: return ''
+    d = c['data']
+    return (f"{d['source']} → {d['target']}" if d.get('source') else f"{d['target']} (target only)") + f", {str(c['model']).replace(', trained on the source', '')}"
+
+def _marks(df:pd.DataFrame, ax):
+    "Chance level (one over the classes) and the all-labels ceiling (scratch with every label) as horizontal lines on `ax`."
+    cls = (df.attrs.get('config') or {}).get('data', {}).get('classes')
+    if cls: ax.axhline(100 / len(cls), color='grey', ls='--', lw=1, label=f'chance ({100 / len(cls):.0f}%)')
+    ok = df[(df.status == 'ok') & (df.technique == 'scratch') & (df.shots == 'all')] if 'status' in df else df[:0]
+    if len(ok): ax.axhline(ok.target_acc.mean() * 100, color='black', ls=':', lw=1, label=f'ceiling: scratch, all labels ({ok.target_acc.mean() * 100:.1f}%)')
+
 def plot_bars(df:pd.DataFrame, # records from compare
               shots=10, # the label budget shown (label-free techniques are always shown)
               ax=None): # matplotlib axes (new ones when None)
-    "Target accuracy per technique at `shots` labels per class and without labels, with error bars."
+    "Target accuracy (%) per technique at `shots` labels per class and without labels, mean with the seeds' std as error bars; chance and the all-labels ceiling marked."
+    from matplotlib.patches import Patch
     d = selected(df); d = d[d.status == 'ok']
     d = d[(d.shots == shots) | d.shots.isna()]
     g = d.groupby('technique', sort=False).target_acc.agg(['mean', 'std']).fillna(0) * 100
-    ax = ax or plt.subplots(figsize=(max(4, 0.7 * len(g) + 1.5), 3.2))[1]
-    colours = ['tab:gray' if t == 'scratch' else 'tab:blue' if uses_target_labels(t) else 'tab:orange' for t in g.index]
-    ax.bar(range(len(g)), g['mean'], yerr=g['std'], capsize=3, color=colours)
-    ax.set_xticks(range(len(g)), g.index, rotation=30, ha='right'); ax.set_ylabel('target test accuracy (%)')
-    ax.set_title(f'{shots} labels per class (orange: no target label)', fontsize=9); ax.figure.tight_layout()
+    ax = ax or plt.subplots(figsize=(0.6 * len(g) + 4.5, 3.6))[1]
+    kind = lambda t: 'scratch (no transfer)' if t == 'scratch' else f'uses {shots} target labels per class' if uses_target_labels(t) else 'no target label'
+    colour = {'scratch (no transfer)': 'tab:gray', f'uses {shots} target labels per class': 'tab:blue', 'no target label': 'tab:orange'}
+    kinds = [kind(t) for t in g.index]
+    bars = ax.bar(range(len(g)), g['mean'], yerr=g['std'], capsize=3, color=[colour[k] for k in kinds])
+    ax.bar_label(bars, fmt='%.1f', fontsize=7, label_type='center', color='white')
+    _marks(df, ax)
+    handles = [Patch(color=colour[k], label=k) for k in dict.fromkeys(kinds)] + ax.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1), frameon=False)
+    ax.set_xticks(range(len(g)), g.index, rotation=30, ha='right'); ax.set_ylabel('target test accuracy (%)'); ax.set_ylim(0, 100)
+    ax.set_title('\n'.join(x for x in (_title(df), f'{shots} labels per class' if shots is not None else 'without target labels') if x), fontsize=9); ax.figure.tight_layout()
     return ax.figure
 
+# %% ../nbs/05_experiment.ipynb #377daab4
 def plot_curves(df:pd.DataFrame, # records from compare
                 ax=None, # matplotlib axes (new ones when None)
-                all_at:int=None): # where 'all' sits on the x axis (labels per class); the largest budget × 2 when None
-    "Learning curves: target accuracy against labels per class, per technique that uses labels."
-    d = df[df.shots.notna() & (df.status == 'ok')].copy()
+                all_at:int=None): # where 'all' sits on the x axis (labels per class); twice the largest budget when None
+    "Learning curves: target accuracy (%) against labels per class (log axis, ticks at the budgets that ran and 'all'), per technique that uses labels; chance and ceiling marked."
+    d = selected(df); d = d[d.shots.notna() & (d.status == 'ok')].copy()
     nums = sorted({int(k) for k in d.shots if k != 'all'})
-    d['x'] = [all_at or (2 * max(nums) if nums else 1) if k == 'all' else int(k) for k in d.shots]
-    ax = ax or plt.subplots(figsize=(5, 3.4))[1]
+    at = all_at or (2 * max(nums) if nums else 1)
+    d['x'] = [at if k == 'all' else int(k) for k in d.shots]
+    ax = ax or plt.subplots(figsize=(6.4, 3.6))[1]
     for t, g in d.groupby('technique', sort=False):
         m = g.groupby('x').target_acc.agg(['mean', 'std']).fillna(0) * 100
         ax.errorbar(m.index, m['mean'], yerr=m['std'], marker='o', capsize=2, label=t)
-    ax.set_xscale('log'); ax.set_xlabel("labels per class (rightmost: 'all')" if 'all' in set(d.shots) else 'labels per class')
-    ax.set_ylabel('target test accuracy (%)'); ax.legend(fontsize=8); ax.grid(alpha=0.3); ax.figure.tight_layout()
-    return ax.figure
-
-def plot_embedding(model:nn.Module, # a classifier
-                   pair, # a DomainPair with a source
-                   n:int=400, # points per domain
-                   ax=None, # matplotlib axes (new ones when None)
-                   seed:int=0): # which points
-    "Source and target features (the head's input) of `model`, in 2-D by PCA, coloured by domain."
-    from sklearn.decomposition import PCA
-    g = torch.Generator().manual_seed(seed)
-    fs, ft = [target_outputs(model, x[torch.randperm(len(x), generator=g)[:n]])[1] for x in (pair.images('source_valid')[0], pair.images('test')[0])]
-    e = PCA(2, random_state=seed).fit_transform(torch.cat([fs, ft]).cpu().numpy())
-    ax = ax or plt.subplots(figsize=(4, 3.4))[1]
-    ax.scatter(*e[:len(fs)].T, s=4, label=f'source ({pair.src.name})'); ax.scatter(*e[len(fs):].T, s=4, label=f'target ({pair.tgt.name})')
-    ax.legend(fontsize=8, markerscale=3); ax.set_xticks([]); ax.set_yticks([]); ax.set_title('features, PCA', fontsize=9); ax.figure.tight_layout()
+    _marks(df, ax)
+    ax.set_xscale('log'); ax.minorticks_off()
+    ticks = nums + ([at] if 'all' in set(d.shots) else [])
+    ax.set_xticks(ticks, [str(k) for k in nums] + (['all'] if 'all' in set(d.shots) else []))
+    ax.set_xlabel('labels per class'); ax.set_ylabel('target test accuracy (%)'); ax.set_ylim(0, 100)
+    ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1), frameon=False); ax.grid(alpha=0.3)
+    if _title(df): ax.set_title(_title(df), fontsize=9)
+    ax.figure.tight_layout()
     return ax.figure
 
 # %% ../nbs/05_experiment.ipynb #1f9d1c2b
@@ -725,6 +772,7 @@ def logme(f:torch.Tensor, # features, N×D
         ev.append((d / 2 * np.log(a) + n / 2 * np.log(b) - b / 2 * res - a / 2 * mm - logdet / 2 - n / 2 * np.log(2 * np.pi)).item() / n)
     return float(np.mean(ev))
 
+# %% ../nbs/05_experiment.ipynb #766c5f68
 def leep(p:torch.Tensor, # source class probabilities on the target inputs, N×Z
          y:torch.Tensor, # target labels, N
         ) -> float:
@@ -734,6 +782,7 @@ def leep(p:torch.Tensor, # source class probabilities on the target inputs, N×Z
     cond = joint / joint.sum(0, keepdim=True).clamp_min(1e-12)  # P(y | z)
     return torch.log((p @ cond.T)[torch.arange(len(y)), y].clamp_min(1e-12)).mean().item()
 
+# %% ../nbs/05_experiment.ipynb #2bcb8ecd
 def hscore(f:torch.Tensor, # features, N×D
            y:torch.Tensor, # target labels, N
           ) -> float:
@@ -766,6 +815,7 @@ def rank_sources(sources:dict, # name → trained source network
         rows.append(r)
     return pd.DataFrame(rows).set_index('source')
 
+# %% ../nbs/05_experiment.ipynb #4eb17447
 def ranking_agreement(df:pd.DataFrame, # rank_sources' table with the fine-tuned accuracy
                       truth:str='finetuned_acc', # the column the scores should predict
                      ) -> pd.Series:
@@ -780,46 +830,117 @@ def md_table(df:pd.DataFrame, # the table
     fmt = lambda v: '' if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else f"{v:,}" if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else str(v)
     return '\n'.join(['| ' + ' | '.join(map(str, cols)) + ' |', '|' + '---|' * len(cols)] + ['| ' + ' | '.join(fmt(v) for v in r) + ' |' for r in df.itertuples(index=False)])
 
+# %% ../nbs/05_experiment.ipynb #bcb95e52
 def describe_config(config:dict, # a compare configuration (df.attrs['config'] or config.json)
+                    techniques=None, # the techniques that ran: only the budgets they used are described (all when None)
                    ) -> str:
-    "The data, model and budgets of a comparison, in a sentence or two."
-    d = config['data']
+    "The data, model and budgets of a comparison, in a sentence or two: only what the `techniques` that ran used."
+    d, ts = config['data'], None if techniques is None else {_base(t) for t in techniques}
     data = (f"`{d['source']}` → `{d['target']}`" if d.get('source') else f"`{d['target']}` (target only)") + f", images {d['image']}"
     folders = [d[k] for k in ('source_about', 'target_about') if str(d.get(k, '')).startswith('image folder')]  # what was read, and skipped
     if folders: data += f" (from {'; '.join(folders)})"
-    return (f"{data}; model: {config['model']}; {config['steps']} optimiser steps per fine-tuning run and {config['source_steps']} per source or "
-            f"adaptation run, one-cycle at lr {config['lr']}, batch size {config['bs']}; adaptation epochs chosen by "
-            f"{config['select_by'] or 'none (the last epoch)'}" + (f"; grid {config['grid']}" if config.get('grid') else '')
-            + (f"; label-free scores on a seeded stratified sample of {config['n_val']:,} unlabeled pool images" if config.get('n_val') else '')
-            + f"; {config.get('written_by', 'transfer_nb')}, data fingerprints {', '.join(f'{k} {v}' for k, v in config['fingerprints'].items() if v)}."
+    ran = lambda *kinds, also=(): ts is None or any(TECHNIQUES[t][0] in kinds or t in also for t in ts)
+    trained_source = d.get('source') and 'trained on the source' in str(config['model'])
+    adapts = ts is None or bool(ts & (_NEEDS_SOURCE - {'source_only'}))
+    chosen = ts is None or bool(ts & (_NEEDS_SOURCE | {'shot'}))  # the runs whose epoch a validator chooses
+    budgets = ([f"{config['steps']} optimiser steps per fine-tuning run"] if ran('labels', also=('shot',)) else []) + (
+        [f"{config['source_steps']} per " + ' and '.join(w for w, on in (('source model', trained_source), ('adaptation run', adapts)) if on)]
+        if trained_source or adapts else [])
+    parts = [data, f"model: {config['model']}"] + ([' and '.join(budgets) + f", one-cycle at lr {config['lr']}, batch size {config['bs']}"] if budgets else [])
+    if chosen: parts.append(f"epochs of the runs without target labels chosen by {config['select_by'] or 'none (the last epoch)'}")
+    if config.get('grid') and adapts: parts.append(f"grid {config['grid']}")
+    if config.get('n_val') and (chosen or ts is None or bool(ts & {'direct', 'adabn'})):
+        parts.append(f"label-free scores on a seeded stratified sample of {config['n_val']:,} unlabeled pool images")
+    fps = ', '.join(f'{k} {v}' for k, v in config['fingerprints'].items() if v)
+    return ('; '.join(parts) + f"; {config.get('written_by', 'transfer_nb')}, data fingerprints {fps}."
             + _counts_text(config) + (f" Data changes: {'; '.join(config['changes'])}." if config.get('changes') else '') + _envs_text(config))
 
 def _counts_text(config:dict) -> str:
     "The classes and the images per class in each split, in a sentence (from the configuration's split counts)."
-    sc, cls = config.get('split_counts'), config['data'].get('classes') or []
-    if not sc: return ''
-    per = lambda k: (lambda v: '' if not v else f"{v[0]}" if len(set(v)) == 1 else f"{min(v)}–{max(v)}")(list(sc.get(k, {}).values()))
-    parts = [f"{w} {per(k)}" for k, w in (('test', 'test'), ('target_valid', 'valid'), ('unlabeled', 'unlabeled pool')) if per(k)]
-    src = [f"{w} {per(k)}" for k, w in (('source_train', 'train'), ('source_valid', 'valid')) if per(k)]
-    return (f" Target classes ({len(cls)}): {', '.join(map(str, cls[:10]))}{', …' if len(cls) > 10 else ''}; images per class: {', '.join(parts)}"
-            + (f"; source images per class: {', '.join(src)}" if src else '') + ".")
+    sc, cls = config.get('split_counts') or {}, config['data'].get('classes') or []
+    names = f" Target classes ({len(cls)}): {', '.join(map(str, cls[:10]))}{', …' if len(cls) > 10 else ''}" if cls else ''
+    if not sc: return names + ('.' if names else '')
+    names = names + ';' if names else ' Images'
+
+    per = lambda k: (lambda v: '' if not v else f"{v[0]:,}" if len(set(v)) == 1 else f"{min(v):,}–{max(v):,}")(list(sc.get(k, {}).values()))
+    tot = lambda k: sum(sc.get(k, {}).values())
+    parts = [f"{w} {per(k)} ({tot(k):,} in all)" for k, w in (('test', 'test'), ('target_valid', 'valid'), ('unlabeled', 'unlabeled pool')) if per(k)]
+    src = [f"{w} {per(k)} ({tot(k):,})" for k, w in (('source_train', 'train'), ('source_valid', 'valid')) if per(k)]
+    return (names + f" images per class: {', '.join(parts)}" + (f"; source images per class: {', '.join(src)}" if src else '') + ".")
 
 def _envs_text(config:dict) -> str:
     envs = config.get('environments') or ([config['environment']] if config.get('environment') else [])
     if len(envs) == 1: return f" Run on {_env_text(envs[0])}."
     return f" Runs made under {len(envs)} environments (numbers may differ slightly between them): " + '; '.join(map(_env_text, envs)) + '.' if envs else ''
 
+# %% ../nbs/05_experiment.ipynb #749f36f9
+def _groups(df:pd.DataFrame) -> pd.DataFrame:
+    "Mean and std (%) of the target accuracy per technique and budget over the runs that gave a result."
+    d = selected(df); d = d[d.status == 'ok'] if 'status' in d else d
+    if d.empty or 'target_acc' not in d: return pd.DataFrame(columns=['technique', 'shots', 'mean', 'std', 'count'])
+    d = d.assign(k=[_shots_key(_budget(k)) for k in d.shots])  # '10', 'all' or 'none' (strings: a column of numbers and None turns float)
+    g = d.groupby(['technique', 'k'], sort=False).target_acc.agg(['mean', 'std', 'count'])
+    return (g.assign(std=g['std'].fillna(0)) * [100, 100, 1]).reset_index().rename(columns={'k': 'shots'})
+
+def verdict(df:pd.DataFrame, # records from compare
+           ) -> str:
+    "What a comparison says, in a few sentences: the best technique at each label budget (label-free techniques compete at every budget; techniques within the seeds' spread of the best are named as ties), negative transfer, chance and the ceiling."
+    g, t = _groups(df), summary(df)
+    bad = ' and '.join(f"{n} run{'s' if n > 1 else ''} {s}" for s, n in ((s, int(t[s].sum())) for s in ('collapsed', 'failed')) if n)
+    if g.empty: return "No run gave a result" + (f" ({bad})" if bad else '') + ", so there is nothing to compare."
+    free = g[g.shots == 'none']
+    cell = lambda r: f"{r['technique']} ({r['mean']:.1f}" + (f" ± {r['std']:.1f}" if r['count'] > 1 else '') + "%)"
+    def best(rows, where):
+        rows = rows.sort_values('mean', ascending=False)
+        top = rows.iloc[0]
+        ties = [r for _, r in rows.iloc[1:].iterrows() if top['mean'] - r['mean'] <= max(top['std'], r['std']) and max(top['count'], r['count']) > 1]
+        if ties: return f"{where}, {', '.join(map(cell, [top] + ties[:-1]))} and {cell(ties[-1])} tie within the seeds' spread ({top['technique']} highest)"
+        return f"{where}, {cell(top)} is best, ahead of {cell(rows.iloc[1])}" if len(rows) > 1 else f"{where}, {cell(top)}"
+    budgets = sorted({k for k in g.shots if k != 'none'}, key=_shots_order)
+    out = [best(pd.concat([g[g.shots == k], free]), f"At {k} labels per class" if k != 'all' else "With every label") for k in budgets]
+    if not budgets or len(free) > 1: out.append(best(free, "Without target labels"))
+    neg = t[t.worse_than_scratch == True]
+    if len(neg): out.append("Below scratch beyond the seeds' spread (negative transfer): "
+                            + ', '.join(f"{r.technique}" + (f" at {r.shots} labels per class" if r.shots != 'none (unlabeled)' else '') for r in neg.itertuples()))
+    cls = (df.attrs.get('config') or {}).get('data', {}).get('classes')
+    if cls:
+        low = g[g['mean'] <= 100 / len(cls) + g['std'].clip(lower=1)]
+        if len(low): out.append("At chance level: " + ', '.join(r['technique'] + (f" at {r['shots']} labels per class" if r['shots'] != 'none' else '') for _, r in low.iterrows()))
+    if bad: out.append(bad + " (not counted as results)")
+    ref = ([f"chance is {100 / len(cls):.1f}% ({len(cls)} classes)"] if cls else []) + [
+        f"the all-labels ceiling (scratch) is {r['mean']:.1f}%" for _, r in g[(g.technique == 'scratch') & (g.shots == 'all')].iterrows()]
+    if ref: out.append(' and '.join(ref).capitalize())
+    return '. '.join(out) + '.'
+
+# %% ../nbs/05_experiment.ipynb #9cb75f58
+def _steps_text(df:pd.DataFrame) -> str:
+    "The optimiser steps that ran, where whole epochs (of at least 25 batches) made them differ from the steps asked for ('' when they match or were not recorded)."
+    if 'steps' not in df: return ''
+    c, out = df.attrs['config'], []
+    for what, asked, sel in (('fine-tuning run', c['steps'], [uses_target_labels(t) and TECHNIQUES[_base(t)][0] == 'labels' or _base(t) == 'shot' for t in df.technique]),
+                             ('adaptation run', c['source_steps'], [_base(t) in _NEEDS_SOURCE - {'source_only'} for t in df.technique])):
+        ran = sorted({int(v) for v in df.steps[sel] if pd.notna(v)})
+        if ran and ran != [asked]: out.append(f"each {what} took {' or '.join(f'{v:,}' for v in ran)} (whole epochs of at least 25 batches; {asked:,} asked)")
+    return (' Optimiser steps that ran: ' + '; '.join(out) + '.') if out else ''
+
+def _report_tables(t:pd.DataFrame) -> tuple:
+    "summary's table split for reading (results) and for the record (cost and diagnostics), columns with nothing in them dropped."
+    blank = lambda c: t[c].map(lambda v: v is None or v == '' or (isinstance(v, float) and np.isnan(v)) or v is False or (c in ('collapsed', 'failed') and v == 0)).all()
+    t = t.assign(shots=[str(_budget(k)) if not isinstance(k, str) else k for k in t.shots], worse_than_scratch=t.worse_than_scratch.map(lambda v: 'below scratch' if v is True else ''))
+    main = [c for c in ('technique', 'shots', 'target (%)', 'source (%)', 'worse_than_scratch') if not blank(c)]
+    rest = ['technique', 'shots'] + [c for c in ('uses', 'seeds', 'collapsed', 'failed', 'regret', 'trainable', 'seconds') if not blank(c)]
+    return t[main].rename(columns={'worse_than_scratch': 'note'}), t[rest]
 
 def write_report(df:pd.DataFrame, # records from compare
                  out, # the results folder
-                 title:str='transfer_nb comparison', # the report's title
+                 title:str=None, # the report's title; the pair from the configuration when None
                  command:str=None, # the command line that reproduces it
                 ) -> Path:
     "Write runs.csv, the plots and report.md for the runs `df` into folder `out`; returns the report's path (`StoreError` when `out` cannot be written)."
     out = Path(out)
     if (out/'report.md').exists() and not (out/'config.json').exists():
         raise ValueError(f"{str(out)!r} already holds a report.md that compare did not write: use another folder")
-    try: return _write_report(df, out, title, command)
+    try: return _write_report(df, out, title or _title(df).split(',')[0] or 'transfer_nb comparison', command)
     except OSError as e: raise StoreError(f"could not write the report into {str(out)!r} ({e.strerror or e}); the run records are intact: "
                                           "free some space or fix the folder, then rerun the same command (finished runs are not redone)") from None
 
@@ -828,40 +949,33 @@ def _write_report(df, out, title, command) -> Path:
     df.drop(columns=['history'], errors='ignore').to_csv(out/'runs.csv', index=False)
     ok = df[df.status == 'ok'] if 'status' in df else df
     budgets = sorted({_budget(k) for k in ok.shots.dropna() if k != 'all'}, key=_shots_order)
-    shots = ', '.join(map(str, sorted({_budget(k) for k in df.shots.dropna()}, key=_shots_order))) or 'none'
-    parts = [f"# {title}", f"Reproduce with `{command}`." if command else '', describe_config(df.attrs['config']) if 'config' in df.attrs else '',
-             f"Techniques {', '.join(dict.fromkeys(df.technique))}; seeds {', '.join(map(str, sorted(set(df.seed))))}; labels per class {shots} "
-             "(label-free techniques run once per seed).",
-             "Target test accuracy, mean ± std over seeds; *source* is the source task after transfer; `regret` is the target accuracy (points) "
-             "that the label-free choice of epoch lost against the oracle's; `worse_than_scratch` flags a technique below scratch beyond the seed spread; "
-             "collapsed and failed runs are not counted as results.", md_table(summary(df))]
+    shots = ', '.join(map(str, sorted({_budget(k) for k in df.shots.dropna()}, key=_shots_order)))
+    techs = list(dict.fromkeys(df.technique))
+    main, rest = _report_tables(summary(df))
+    has = lambda c: c in main or c in rest
+    parts = [f"# {title}", verdict(df), f"Reproduce with `{command}`." if command else '',
+             (describe_config(df.attrs['config'], techs) + _steps_text(df)) if 'config' in df.attrs else '',
+             f"Techniques {', '.join(techs)}; seeds {', '.join(map(str, sorted(set(df.seed))))}"
+             + (f"; labels per class {shots}" if shots else '') + (" (label-free techniques run once per seed)" if shots and any(not uses_target_labels(t) for t in techs) else '') + '.',
+             "Target test accuracy (%), mean ± std over the seeds that gave a result" + ("; *source* is the source task's accuracy after transfer" if has('source (%)') else '')
+             + ("; *below scratch* marks a technique below scratch beyond the seeds' spread" if has('note') else '') + '.', md_table(main),
+             "Runs and cost: seeds with a result" + ("; `regret` is the target accuracy (points) that the label-free choice of epoch lost against the oracle's" if has('regret') else '')
+             + ("; collapsed runs (one class predicted) and failed ones are not counted as results" if has('collapsed') or has('failed') else '') + "; seconds per run, mean.", md_table(rest)]
     bad = df[df.status == 'failed'] if 'status' in df else df[:0]
-    if len(bad): parts.append("Failed runs:\n\n" + '\n'.join(f"- {r['technique']}, seed {r['seed']}" + (f", shots {r['shots']}" if r.get('shots') is not None and r['shots'] == r['shots'] else '') + f": {r.get('error')}" for r in bad.to_dict('records')))
-    if budgets:
-        plot_bars(df, shots=budgets[-1]).savefig(out/'bars.png', dpi=110); plt.close('all')
-        parts.append(f"![target accuracy at {budgets[-1]} labels per class](bars.png)")
-    if len(budgets) > 1:
+    if len(bad): parts.append("Failed runs:\n\n" + '\n'.join(f"- {r['technique']}, seed {r['seed']}" + (f", shots {_budget(r['shots'])}" if r.get('shots') is not None and r['shots'] == r['shots'] else '') + f": {r.get('error')}" for r in bad.to_dict('records')))
+    for f in ('bars.png', 'curves.png'): (out/f).unlink(missing_ok=True)  # a plot of runs no longer in the report would mislead
+    if budgets or len(ok):
+        k = budgets[-1] if budgets else None
+        plot_bars(df, shots=k).savefig(out/'bars.png', dpi=110); plt.close('all')
+        parts.append(f"![target accuracy {'at ' + str(k) + ' labels per class' if k else 'without target labels'}](bars.png)")
+    if len(budgets) + ('all' in set(ok.shots)) > 1:
         plot_curves(df).savefig(out/'curves.png', dpi=110); plt.close('all')
         parts.append("![learning curves](curves.png)")
     (out/'report.md').write_text('\n\n'.join(p for p in parts if p) + '\n')
     if command: (out/'command.txt').write_text(command + '\n')
     return out/'report.md'
 
-def load_runs(out, # a folder compare wrote (runs.jsonl, config.json)
-             ) -> pd.DataFrame:
-    "The records of a results folder, read only (nothing trains, nothing is rewritten); `attrs` holds its configuration and command line."
-    out = Path(out)
-    if not (out/'config.json').exists(): raise FileNotFoundError(f"{str(out)!r} holds no config.json: it is not a folder compare wrote (give its `out`)")
-    config = json.loads((out/'config.json').read_text())
-    _check_format(config, out)
-    if config.get('format', 1) < FORMAT: raise ValueError(f"{str(out)!r} holds results of an older format ({config.get('format', 1)}); rerun compare into a new folder")
-    lines = (out/'runs.jsonl').read_text().split('\n') if (out/'runs.jsonl').exists() else []
-    df = pd.DataFrame(_latest([json.loads(l) for l in lines[:-1] if l.strip()]))  # an unfinished last line is not a record
-    if df.empty: raise ValueError(f"{str(out)!r} holds no finished run yet")
-    df.attrs['config'] = config
-    df.attrs['command'] = (out/'command.txt').read_text().strip() if (out/'command.txt').exists() else None
-    return df
-
+# %% ../nbs/05_experiment.ipynb #3a31f882
 def _col(t, k) -> str: return t if k is None or (isinstance(k, float) and np.isnan(k)) else f"{t} @{k}"
 
 def overview(runs:dict, # {row name (e.g. the pair): records from compare}

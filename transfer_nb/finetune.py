@@ -17,8 +17,8 @@ from fastai.callback.core import Callback
 
 # %% auto #0
 __all__ = ['STRATEGIES', 'IMAGENET_STATS', 'PRETRAINED', 'Adapter', 'WithAdapter', 'classes_of', 'SourceView', 'TransferLearner',
-           'pretrained', 'local_backbones', 'transfer_learner', 'L2SPCallback', 'BSSCallback', 'LwFCallback',
-           'LossCurve', 'run_strategy']
+           'pretrained', 'local_backbones', 'transfer_learner', 'LossCurve', 'run_strategy', 'L2SPCallback',
+           'BSSCallback', 'LwFCallback']
 
 # %% ../nbs/03_finetune.ipynb #d7e996bd
 class Adapter(nn.Module):
@@ -348,63 +348,6 @@ def transfer_learner(source, # a trained nn.Module, or a pretrained backbone's n
     learn.strategy, learn.head, learn.levels, learn.k, learn.source_model, learn.fit_seconds = strategy, head, levels, k, source_model, 0.
     return learn
 
-# %% ../nbs/03_finetune.ipynb #2e355ac5
-class _LossTerm(Callback):
-    "A callback that adds a regularisation term to the training loss."
-    order = 60  # after MixedPrecision (10) has started autocast
-    def add_loss(self, term):
-        self.learn.loss_grad = self.loss_grad + term
-        self.learn.loss = self.loss_grad.clone()
-
-class _HeadFeatures(_LossTerm):
-    "Capture the features entering `learn.head` on every forward pass (hooked in before_fit, removed in after_fit)."
-    def before_fit(self):
-        self.feats = None
-        self.hook = get_module(self.learn.model, self.learn.head).register_forward_hook(lambda m, i, o: setattr(self, 'feats', i[0]))
-    def after_fit(self): self.hook.remove(); del self.hook; self.feats = None  # nothing unpicklable left for export
-
-class L2SPCallback(_LossTerm):
-    "L2-SP: pull parameters towards the source's (`alpha`), decay the new ones (`beta`)."
-    def __init__(self, alpha:float=0.01, # weight of the pull towards the source's parameters
-                 beta:float=0.01): # weight decay of the parameters the source does not have
-        self.alpha, self.beta = check_arg(alpha, 'alpha', lo=0), check_arg(beta, 'beta', lo=0)
-    def before_fit(self):
-        src = {n: p.detach() for n, p in self.learn.source_model.named_parameters()}
-        self.pairs, self.new = [], []
-        for n, p in self.learn.model.named_parameters():
-            if n in src and src[n].shape == p.shape: self.pairs.append((p, src[n].to(p.device)))
-            else: self.new.append(p)
-    def after_loss(self):
-        if not self.training: return
-        sp = sum((p - p0).pow(2).sum() for p, p0 in self.pairs if p.requires_grad)
-        l2 = sum(p.pow(2).sum() for p in self.new if p.requires_grad)
-        self.add_loss(self.alpha / 2 * sp + self.beta / 2 * l2)
-
-class BSSCallback(_HeadFeatures):
-    "Batch spectral shrinkage: penalise the `k` smallest singular values of the head's input features (weight `eta`)."
-    def __init__(self, k:int=1, # how many of the smallest singular values
-                 eta:float=1e-3): # weight of the penalty
-        self.k, self.eta = check_arg(k, 'k', int, lo=1), check_arg(eta, 'eta', lo=0)
-    def after_loss(self):
-        if not self.training or self.feats is None: return
-        s = torch.linalg.svdvals(self.feats.float().flatten(1))
-        self.add_loss(self.eta * s[-self.k:].pow(2).sum())
-
-class LwFCallback(_HeadFeatures):
-    "Learning without forgetting: the source head on the current body keeps the source network's outputs (weight `lam`, temperature `T`)."
-    def __init__(self, lam:float=1., # weight of the distillation term
-                 T:float=2.): # softmax temperature, > 0
-        self.lam, self.T = check_arg(lam, 'lam', lo=0), check_arg(T, 'T', lo=0, lo_open=True)
-    def before_fit(self):
-        super().before_fit()
-        self.source_head = get_module(self.learn.source_model, self.learn.head)
-    def after_loss(self):
-        if not self.training or self.feats is None: return
-        with torch.no_grad(): old = self.learn.source_model(*self.xb)
-        new = self.source_head(self.feats)
-        kl = F.kl_div(F.log_softmax(new.float() / self.T, 1), F.log_softmax(old.float() / self.T, 1), log_target=True, reduction='batchmean')
-        self.add_loss(self.lam * self.T**2 * kl)
-
 # %% ../nbs/03_finetune.ipynb #ff4c93c5
 class LossCurve(Callback):
     "The training loss of every optimiser step, across all the phases of a fit (fastai's recorder restarts with each `fit`)."
@@ -455,3 +398,62 @@ def run_strategy(source:nn.Module, # the trained source network
                 trainable=n_params(learn.model, trainable=True), seconds=learn.fit_seconds, steps=len(curve.losses),
                 train_loss=curve.final(), loss_curve=curve.points(),
                 collapse_share=collapse_share(class_predictions(learn.model, pair.pool_sample(n_val))))  # label-free: the unlabeled pool
+
+# %% ../nbs/03_finetune.ipynb #2e355ac5
+class _LossTerm(Callback):
+    "A callback that adds a regularisation term to the training loss."
+    order = 60  # after MixedPrecision (10) has started autocast
+    def add_loss(self, term):
+        self.learn.loss_grad = self.loss_grad + term
+        self.learn.loss = self.loss_grad.clone()
+
+class _HeadFeatures(_LossTerm):
+    "Capture the features entering `learn.head` on every forward pass (hooked in before_fit, removed in after_fit)."
+    def before_fit(self):
+        self.feats = None
+        self.hook = get_module(self.learn.model, self.learn.head).register_forward_hook(lambda m, i, o: setattr(self, 'feats', i[0]))
+    def after_fit(self): self.hook.remove(); del self.hook; self.feats = None  # nothing unpicklable left for export
+
+class L2SPCallback(_LossTerm):
+    "L2-SP: pull parameters towards the source's (`alpha`), decay the new ones (`beta`)."
+    def __init__(self, alpha:float=0.01, # weight of the pull towards the source's parameters
+                 beta:float=0.01): # weight decay of the parameters the source does not have
+        self.alpha, self.beta = check_arg(alpha, 'alpha', lo=0), check_arg(beta, 'beta', lo=0)
+    def before_fit(self):
+        src = {n: p.detach() for n, p in self.learn.source_model.named_parameters()}
+        self.pairs, self.new = [], []
+        for n, p in self.learn.model.named_parameters():
+            if n in src and src[n].shape == p.shape: self.pairs.append((p, src[n].to(p.device)))
+            else: self.new.append(p)
+    def after_loss(self):
+        if not self.training: return
+        sp = sum((p - p0).pow(2).sum() for p, p0 in self.pairs if p.requires_grad)
+        l2 = sum(p.pow(2).sum() for p in self.new if p.requires_grad)
+        self.add_loss(self.alpha / 2 * sp + self.beta / 2 * l2)
+
+# %% ../nbs/03_finetune.ipynb #db960646
+class BSSCallback(_HeadFeatures):
+    "Batch spectral shrinkage: penalise the `k` smallest singular values of the head's input features (weight `eta`)."
+    def __init__(self, k:int=1, # how many of the smallest singular values
+                 eta:float=1e-3): # weight of the penalty
+        self.k, self.eta = check_arg(k, 'k', int, lo=1), check_arg(eta, 'eta', lo=0)
+    def after_loss(self):
+        if not self.training or self.feats is None: return
+        s = torch.linalg.svdvals(self.feats.float().flatten(1))
+        self.add_loss(self.eta * s[-self.k:].pow(2).sum())
+
+# %% ../nbs/03_finetune.ipynb #019db41d
+class LwFCallback(_HeadFeatures):
+    "Learning without forgetting: the source head on the current body keeps the source network's outputs (weight `lam`, temperature `T`)."
+    def __init__(self, lam:float=1., # weight of the distillation term
+                 T:float=2.): # softmax temperature, > 0
+        self.lam, self.T = check_arg(lam, 'lam', lo=0), check_arg(T, 'T', lo=0, lo_open=True)
+    def before_fit(self):
+        super().before_fit()
+        self.source_head = get_module(self.learn.source_model, self.learn.head)
+    def after_loss(self):
+        if not self.training or self.feats is None: return
+        with torch.no_grad(): old = self.learn.source_model(*self.xb)
+        new = self.source_head(self.feats)
+        kl = F.kl_div(F.log_softmax(new.float() / self.T, 1), F.log_softmax(old.float() / self.T, 1), log_target=True, reduction='batchmean')
+        self.add_loss(self.lam * self.T**2 * kl)
