@@ -211,7 +211,7 @@ def _report(a) -> int:
     return 0
 
 def _compare(a, argv) -> int:
-    from transfer_nb.experiment import TECHNIQUES, Interrupted, compare, summary, why_not, write_report
+    from transfer_nb.experiment import TECHNIQUES, Interrupted, compare, summary, verdict, why_not, write_report, _report_tables
     if a.target_dir is None and a.source_dir is not None: raise ValueError("--source-dir needs --target-dir (the folder of your target images)")
     if a.target_dir is not None and (a.source or a.target): raise ValueError("give either --source/--target (built-in domains) or --target-dir/--source-dir (folders), not both")
     alone = a.target_dir is not None and a.source_dir is None
@@ -245,7 +245,7 @@ def _compare(a, argv) -> int:
     failed = [r for r in df.to_dict('records') if r['status'] == 'failed']
     if not lead: return 1 if failed else 0
     rep = write_report(df, a.out, command=command)
-    if len(failed) < len(df): print(summary(df).to_string(index=False))
+    if len(failed) < len(df): print(_report_tables(summary(df))[0].fillna('').to_string(index=False) + '\n\n' + verdict(df))  # the report's key table and its reading
     print(f"report: {rep}")
     if not failed: return 0
     why = list(dict.fromkeys(str(r.get('error')) for r in failed))
