@@ -49,11 +49,13 @@ _NEEDS_SOURCE = {t for t, (k, _) in TECHNIQUES.items() if k in ('unlabeled', 'se
 
 def _base(name:str) -> str: return name.partition(':')[0]
 
+# %% ../nbs/05_experiment.ipynb #e24afd5b
 def uses_target_labels(technique:str, # a name from TECHNIQUES
                       ) -> bool:
     "Whether `technique` trains on target labels (and so runs once per label budget)."
     return TECHNIQUES[_base(technique)][0] in ('labels', 'semi')
 
+# %% ../nbs/05_experiment.ipynb #aa11d7e8
 def check_techniques(names, # a list of names, or one comma-separated string
                     ) -> list:
     "`names` (a list or a comma-separated string) as a list, or an error listing the valid names."
@@ -80,12 +82,15 @@ def _check_format(config:dict, out):
     if f > FORMAT: raise ValueError(f"{str(out)!r} was written by a newer transfer_nb ({config.get('written_by', 'unknown version')}, results format {f}; "
                                     f"this one reads format {FORMAT}): upgrade transfer_nb (pip install -U transfer_nb), or use another folder")
 
+# %% ../nbs/05_experiment.ipynb #8c8d7b8d
 class StoreLocked(RuntimeError):
     "Another process holds the results folder."
 
+# %% ../nbs/05_experiment.ipynb #fdca68d0
 class StoreError(OSError):
     "The results folder cannot be written (read-only, full, or not a folder); the records already in it are intact."
 
+# %% ../nbs/05_experiment.ipynb #470fd601
 def environment() -> dict:
     "What a run's numbers depend on beyond its configuration: torch's thread count, the device, and the library versions."
     import platform, fastai, fastcore
@@ -102,6 +107,7 @@ def _latest(records:list) -> list:
     for r in records: last[RunStore.key(r)] = r
     return list(last.values())
 
+# %% ../nbs/05_experiment.ipynb #10209f2a
 class RunStore:
     "Persisted, resumable results of one configuration in folder `out` (`config.json`, `runs.jsonl`), one writer at a time."
     def __init__(self, out, # the results folder (created if missing)
@@ -411,6 +417,7 @@ def why_not(technique:str, # a name from TECHNIQUES
                 f"(source {', '.join(map(str, pair.src.classes))}; target {', '.join(map(str, pair.tgt.classes))})")
     return None
 
+# %% ../nbs/05_experiment.ipynb #7121fab2
 class Interrupted(KeyboardInterrupt):
     "Ctrl-C during `compare`: `df` holds the finished runs (on disk too, when there is a results folder), `done` of `total`."
     def __init__(self, df:pd.DataFrame, # the finished runs' records
@@ -437,6 +444,7 @@ def _ray_connect(address:str=None, num_cpus:int=None):
     else: ray.init(address='auto' if address == 'auto' else None, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     return ray
 
+# %% ../nbs/05_experiment.ipynb #b9e95afa
 def ray_execute(runner, # the comparison's runner (sent to the cluster once)
                 todo:list, # the runs still to do: (technique, seed, shots, lam, lr)
                 add, # called with each finished record, on the driver (the only writer of the results)
