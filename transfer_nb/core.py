@@ -22,7 +22,7 @@ __all__ = ['EVAL_VALUES', 'COLLAPSE_SHARE', 'default_device', 'seed_everything',
            'ValidateAtEnd', 'DigitCNN', 'RegressionMLP', 'ModuleNotFound', 'get_module', 'set_module', 'find_head',
            'MainOutput', 'main_output', 'body_levels', 'level_groups', 'InputNorm', 'Normalized', 'norm_stats',
            'data_config', 'on_cuda', 'cuda_defaults', 'mean_std', 'unwrap', 'distributed', 'n_params', 'evaluate',
-           'class_predictions', 'eval_bs', 'image_batches', 'collapse_share', 'splitter_for', 'first_inputs',
+           'eval_bs', 'image_batches', 'class_predictions', 'collapse_share', 'splitter_for', 'first_inputs',
            'classifier_learner', 'fit_classifier', 'ProgressLog']
 
 # %% ../nbs/00_core.ipynb #eb71a999
@@ -143,6 +143,7 @@ class ModuleNotFound(KeyError, ValueError):
 def _module_names(model:nn.Module) -> list:
     return [n for n, _ in model.named_modules(remove_duplicate=False) if n]
 
+# %% ../nbs/00_core.ipynb #47cdc350
 def get_module(model:nn.Module, # the network
                name:str, # a qualified module name; '' is model itself
               ) -> nn.Module:
@@ -153,6 +154,7 @@ def get_module(model:nn.Module, # the network
     close = difflib.get_close_matches(name, _module_names(model), n=3, cutoff=0.5)
     raise ModuleNotFound(f"{type(model).__name__} has no module {name!r}" + (f"; close matches: {', '.join(map(repr, close))}" if close else ''))
 
+# %% ../nbs/00_core.ipynb #f0f703a7
 def set_module(model:nn.Module, # the network, changed in place
                name:str, # qualified name of the module to replace
                new:nn.Module): # the replacement
@@ -392,6 +394,7 @@ def n_params(m:nn.Module, # the network
     "Number of parameters of `m`."
     return sum(p.numel() for p in m.parameters() if p.requires_grad or not trainable)
 
+# %% ../nbs/00_core.ipynb #dbc89506
 @torch.no_grad()
 def evaluate(model:nn.Module, # a classifier
              dl, # an iterable of (x, y) batches
@@ -409,6 +412,26 @@ def evaluate(model:nn.Module, # a classifier
     if total == 0: raise ValueError("evaluate got an empty loader")
     return correct.item() / total
 
+# %% ../nbs/00_core.ipynb #225e3312
+EVAL_VALUES = 2**22  # input values (images × C×H×W) in one forward pass without gradients: 5,349 digits of 28×28, 27 photos of 3×224×224
+
+# %% ../nbs/00_core.ipynb #0adf9cb9
+def eval_bs(shape:tuple, # one image's shape, C×H×W
+            bs:int=512, # the most images wanted per pass
+           ) -> int:
+    "Images per forward pass without gradients: `bs`, or fewer so a batch holds at most `EVAL_VALUES` input values (the activations of large images stay bounded)."
+    return max(1, min(bs, EVAL_VALUES // max(1, math.prod(shape))))
+
+# %% ../nbs/00_core.ipynb #f8f32fd5
+def image_batches(x, # images: a tensor N×C×H×W, or anything with a batches(bs) method (ImageFiles decode theirs in workers)
+                  bs:int=512): # the most images per batch (fewer for large images, see eval_bs)
+    "`x` in batches of up to `bs` images, in order."
+    bs = eval_bs(tuple(x.shape[1:]), bs)
+    if hasattr(x, 'batches'): yield from x.batches(bs)
+    else:
+        for i in range(0, len(x), bs): yield x[i:i+bs]
+
+# %% ../nbs/00_core.ipynb #93554e0d
 @torch.no_grad()
 def class_predictions(model:nn.Module, # a classifier
                       x:torch.Tensor, # images, N×C×H×W (or ImageFiles)
@@ -420,24 +443,10 @@ def class_predictions(model:nn.Module, # a classifier
     try: return torch.cat([model(xb.to(dev)).argmax(1).cpu() for xb in image_batches(x, bs)])
     finally: model.train(was)
 
-EVAL_VALUES = 2**22  # input values (images × C×H×W) in one forward pass without gradients: 5,349 digits of 28×28, 27 photos of 3×224×224
-
-def eval_bs(shape:tuple, # one image's shape, C×H×W
-            bs:int=512, # the most images wanted per pass
-           ) -> int:
-    "Images per forward pass without gradients: `bs`, or fewer so a batch holds at most `EVAL_VALUES` input values (the activations of large images stay bounded)."
-    return max(1, min(bs, EVAL_VALUES // max(1, math.prod(shape))))
-
-def image_batches(x, # images: a tensor N×C×H×W, or anything with a batches(bs) method (ImageFiles decode theirs in workers)
-                  bs:int=512): # the most images per batch (fewer for large images, see eval_bs)
-    "`x` in batches of up to `bs` images, in order."
-    bs = eval_bs(tuple(x.shape[1:]), bs)
-    if hasattr(x, 'batches'): yield from x.batches(bs)
-    else:
-        for i in range(0, len(x), bs): yield x[i:i+bs]
-
+# %% ../nbs/00_core.ipynb #f4953fa6
 COLLAPSE_SHARE = 0.9  # a model that gives one class to this share of the images has collapsed
 
+# %% ../nbs/00_core.ipynb #8d3efa2c
 def collapse_share(p:torch.Tensor, # predicted probabilities N×C, or predicted classes N
                   ) -> float:
     "The share of the images given the most frequent predicted class (≥ `COLLAPSE_SHARE`: collapsed)."
