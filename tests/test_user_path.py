@@ -46,21 +46,25 @@ sys.meta_path.insert(0, Block())
 
 def test_every_module_imports_without_the_optional_extras():
     code = BLOCK + ("import importlib, pkgutil, transfer_nb\n"
-                    "mods = [m.name for m in pkgutil.iter_modules(transfer_nb.__path__) if not m.name.startswith('_') and m.name != 'ddp']\n"
+                    "mods = [m.name for m in pkgutil.iter_modules(transfer_nb.__path__) if not m.name.startswith('_')]\n"
                     "for m in mods: importlib.import_module('transfer_nb.' + m)\n"
                     "print(sorted(mods), 'fastai.distributed' in sys.modules)")
     r = py(code)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "['adapt', 'cli', 'core', 'data', 'experiment', 'finetune', 'weights'] False"
+    assert r.stdout.strip() == "['adapt', 'cli', 'core', 'data', 'ddp', 'experiment', 'finetune', 'weights'] False"
 
 
-def test_the_ddp_module_without_accelerate_is_an_import_error_naming_the_extra():
-    "Importing every module (as doc tools and pkgutil walks do) meets transfer_nb.ddp: an ImportError that says what to install, never fastai's NameError."
-    code = BLOCK + ("try: import transfer_nb.ddp\n"
-                    "except ImportError as e: print(type(e).__name__, e)")
+def test_the_ddp_module_imports_without_accelerate_and_using_it_names_the_extra():
+    "Importing every module (as doc tools and pkgutil walks do) works; building a distributed loader or fit says what to install, never fastai's NameError."
+    code = BLOCK + ("import transfer_nb.ddp as d\n"
+                    "from fastai.data.load import DataLoader\n"
+                    "for make in (lambda: d.ShardedDL(DataLoader(list(range(8)), bs=4)), lambda: d.DistributedFit()):\n"
+                    "    try: make(); print('built')\n"
+                    "    except ImportError as e: print(type(e).__name__, e)")
     r = py(code)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "ImportError transfer_nb.ddp (one fit on several processes) needs accelerate: pip install 'transfer_nb[distributed]'", r.stdout
+    want = "ImportError transfer_nb.ddp (one fit on several processes) needs accelerate: pip install 'transfer_nb[distributed]'"
+    assert r.stdout.strip().splitlines() == [want, want], r.stdout
 
 
 def test_a_launch_without_accelerate_is_a_clear_error():

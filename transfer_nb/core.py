@@ -380,12 +380,12 @@ def distributed(learn:Learner, # the learner
                ) -> Learner: # the same learner, set up for the launch
     "Add `DistributedFit` to `learn` when this process is one of several launched by torchrun or accelerate (which needs accelerate)."
     if num_distrib() <= 1: return learn
-    try: from transfer_nb.ddp import DistributedFit, DistributedTrainer
+    from transfer_nb.ddp import DistributedFit, DistributedTrainer
+    if any(isinstance(c, DistributedTrainer) for c in learn.cbs): return learn
+    try: return learn.add_cb(DistributedFit(**kwargs))
     except ImportError as e:  # transfer_nb.ddp says accelerate is missing
         raise ImportError("this process is one of several (a torchrun or accelerate launch), and one fit on several processes needs "
                           "accelerate: pip install 'transfer_nb[distributed]'") from e
-    if not any(isinstance(c, DistributedTrainer) for c in learn.cbs): learn.add_cb(DistributedFit(**kwargs))
-    return learn
 
 # %% ../nbs/00_core.ipynb #eb863c51
 def n_params(m:nn.Module, # the network

@@ -11,7 +11,12 @@ import transfer_nb  # noqa: F401 -- first: the package silences fastai's import-
 from fastai.data.load import DataLoader
 try: from fastai.distributed import DistributedDL, DistributedTrainer
 except (ImportError, NameError) as e:  # fastai.distributed guards `import accelerate` and then uses the name: a NameError without it
-    raise ImportError("transfer_nb.ddp (one fit on several processes) needs accelerate: pip install 'transfer_nb[distributed]'") from e
+    _missing = e
+    class DistributedDL:
+        "Stands in for fastai's `DistributedDL` without accelerate: the module imports (doc tools, pkgutil walks), using it says what to install."
+        def __init__(self, *args, **kwargs):
+            raise ImportError("transfer_nb.ddp (one fit on several processes) needs accelerate: pip install 'transfer_nb[distributed]'") from _missing
+    DistributedTrainer = DistributedDL
 from fastai.torch_core import num_distrib, rank_distrib
 
 # %% ../nbs/00a_ddp.ipynb #a0d1d007
