@@ -126,3 +126,12 @@ def test_transfer_nb_report_rerenders_and_recounts(tmp_path):
     assert (out/'runs.jsonl').read_text() == before and 'split_counts' not in json.loads((out/'config.json').read_text())
     r = subprocess.run([str(EXE), 'report', str(tmp_path/'nothing')], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and 'nothing' in r.stderr
+
+
+def test_a_report_that_cannot_be_written_mid_job_is_said_once_and_the_runs_go_on(tmp_path, monkeypatch, capsys):
+    def broken(*a, **k): raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(experiment, 'write_report', broken)
+    df = compare(('uci', 'mnist'), ['scratch', 'fine_tune'], shots=(2,), out=tmp_path/'r', **KW)
+    assert len(df) == 2 and set(df.status) <= {'ok', 'collapsed'}
+    err = capsys.readouterr().err
+    assert err.count('the report could not be updated') == 1 and 'No space left on device' in err

@@ -553,9 +553,11 @@ def compare(pair, # (source, target) names, 'syn,mnist', or any DomainPair (fold
         elif num_distrib() > 1 and rank_distrib() != 0: execute(_share(None), recs.append)  # torchrun: process 0 owns the results, the others train alongside it
         else:
             store = RunStore(out, config, overwrite)
+            said = []  # a report that could not be written is said once per job
             def add(rec):
                 store.add(rec)
-                if report: _report_now(_frame(store.records, keys, store.config), out, command)
+                why = _report_now(_frame(store.records, keys, store.config), out, command) if report else None
+                if why and not said: said.append(why); _log(f"transfer_nb: the report could not be updated ({why}); the runs go on and their records are kept")
             with store:
                 if num_distrib() > 1: _share(store.done())
                 execute(store.done(), add)
@@ -564,12 +566,10 @@ def compare(pair, # (source, target) names, 'syn,mnist', or any DomainPair (fold
         raise Interrupted(df, int((df.status != 'failed').sum()) if len(df) else 0, len(runs)) from None
     return _frame(store.records if store is not None else recs, keys, store.config if store is not None else config)
 
-def _report_now(df:pd.DataFrame, out, command:str=None):
-    "Rewrite the report of the runs so far; a report that cannot be written is said once on stderr and the runs go on (their records are safe)."
+def _report_now(df:pd.DataFrame, out, command:str=None) -> str:
+    "Rewrite the report of the runs so far; the reason when it cannot be written (the runs go on: their records are safe), else None."
     try: write_report(df, out, command=command)
-    except Exception as e:
-        if not getattr(_report_now, 'said', False): _log(f"transfer_nb: the report could not be updated ({_reason(e)}); the runs go on and their records are kept")
-        _report_now.said = True
+    except Exception as e: return _reason(e)
 
 def _frame(records:list, keys:set, config:dict) -> pd.DataFrame:
     "The records of the runs in `keys` (a retried run by its last record), as compare returns them."
@@ -716,8 +716,9 @@ def plot_bars(df:pd.DataFrame, # records from compare
     d = d[(d.shots == shots) | d.shots.isna()]
     g = d.groupby('technique', sort=False).target_acc.agg(['mean', 'std']).fillna(0) * 100
     ax = ax or plt.subplots(figsize=(0.6 * len(g) + 4.5, 3.6))[1]
-    kind = lambda t: 'scratch (no transfer)' if t == 'scratch' else f'uses {shots} target labels per class' if uses_target_labels(t) else 'no target label'
-    colour = {'scratch (no transfer)': 'tab:gray', f'uses {shots} target labels per class': 'tab:blue', 'no target label': 'tab:orange'}
+    labelled = f'uses {shots} target labels per class'
+    kind = lambda t: 'scratch (no transfer)' if t == 'scratch' else labelled if uses_target_labels(t) else 'no target label'
+    colour = {'scratch (no transfer)': 'tab:gray', labelled: 'tab:blue', 'no target label': 'tab:orange'}
     kinds = [kind(t) for t in g.index]
     bars = ax.bar(range(len(g)), g['mean'], yerr=g['std'], capsize=3, color=[colour[k] for k in kinds])
     ax.bar_label(bars, fmt='%.1f', fontsize=7, label_type='center', color='white')
@@ -925,7 +926,7 @@ def _steps_text(df:pd.DataFrame) -> str:
     "The optimiser steps that ran, where whole epochs (of at least 25 batches) made them differ from the steps asked for ('' when they match or were not recorded)."
     if 'steps' not in df: return ''
     c, out = df.attrs['config'], []
-    for what, asked, sel in (('fine-tuning run', c['steps'], [uses_target_labels(t) and TECHNIQUES[_base(t)][0] == 'labels' or _base(t) == 'shot' for t in df.technique]),
+    for what, asked, sel in (('fine-tuning run', c['steps'], [TECHNIQUES[_base(t)][0] == 'labels' or _base(t) == 'shot' for t in df.technique]),
                              ('adaptation run', c['source_steps'], [_base(t) in _NEEDS_SOURCE - {'source_only'} for t in df.technique])):
         ran = sorted({int(v) for v in df.steps[sel] if pd.notna(v)})
         if ran and ran != [asked]: out.append(f"each {what} took {' or '.join(f'{v:,}' for v in ran)} (whole epochs of at least 25 batches; {asked:,} asked)")
