@@ -95,6 +95,10 @@ NARROW_TABLES = """(k) => [...document.querySelectorAll('article table')].map(t 
 CLIPPED_CODE = """() => [...document.querySelectorAll('article pre')].map(p => p.querySelector('code') || p)
   .filter(box => box.scrollWidth > box.clientWidth + 1 && !['auto', 'scroll'].includes(getComputedStyle(box).overflowX))
   .map(box => `code cut at the edge (no scrollbar): ${box.textContent.trim().slice(0, 50)}`)"""  # at each window width
+NARROW_SIGNATURES = """() => [...document.querySelectorAll('article h3 + div.highlight')]
+  .filter(d => /^\\s*(async def|def|class)\\s/.test(d.textContent)).map(d => d.querySelector('code') || d)
+  .filter(c => c.scrollWidth > c.clientWidth + 1)
+  .map(c => `signature scrolls sideways at ${window.innerWidth} px: ${c.textContent.trim().slice(0, 50)}`)"""  # a phone reads every parameter
 
 
 @functools.cache
@@ -140,12 +144,14 @@ BROKEN = """<article class="md-content__inner">
 <h3>evaluate</h3>
 <h3>plot_bars</h3><div class="highlight"><pre><code><span class="k">def</span> <span class="nf">plot_bars</span>(df)</code></pre></div><p>Bars.</p>
 <h2>Next</h2><div class="highlight"><pre><code><span class="n">test_eq</span>(<span class="mi">1</span>, <span class="mi">1</span>)</code></pre></div>
+<h3>compare</h3><div class="highlight"><pre><code style="display: block; overflow-x: auto"><span class="k">def</span> <span class="nf">compare</span>(pair, # """ + 'a long docment ' * 12 + """)</code></pre></div>
 <div style="width: 380px; overflow-x: auto"><table><tr><th>pair</th><th>""" + 'x' * 80 + """</th><th>b</th><th>c</th></tr><tr><td>1</td><td>2</td><td>3</td><td>4</td></tr></table></div>
 </article>"""
 EXPECTED = ["duplicate id 'a'", "shows 'Call self as a function.'", "shows 'Warning:'", "shows '/tmp/'",
             'raw markdown link inside code', 'empty table', 'code cut at the edge', 'evaluate is shown after fit_classifier',
             'heading shown 2 times: evaluate', 'API entry without an example (code using it, then its output): plot_bars',
-            'test call shown as content: test_eq(1, 1)', "table's first 3 columns do not fit at 390 px"]
+            'test call shown as content: test_eq(1, 1)', "table's first 3 columns do not fit at 390 px",
+            'signature scrolls sideways at 390 px: def compare(pair']
 
 
 def run_selftest(browser) -> list:
@@ -153,7 +159,7 @@ def run_selftest(browser) -> list:
     pg = browser.new_page(viewport={'width': 800, 'height': 1000})
     pg.set_content(BROKEN)
     found = page_problems(pg)
-    pg.set_viewport_size({'width': NARROW, 'height': 900}); found += pg.evaluate(NARROW_TABLES, KEY_COLUMNS); pg.set_viewport_size({'width': 800, 'height': 1000})
+    pg.set_viewport_size({'width': NARROW, 'height': 900}); found += pg.evaluate(NARROW_TABLES, KEY_COLUMNS) + pg.evaluate(NARROW_SIGNATURES); pg.set_viewport_size({'width': 800, 'height': 1000})
     missed = [f'selftest: the rule for {e!r} did not fire (found {found})' for e in EXPECTED if not any(e in f for f in found)]
     pg.set_content('<article><h1 id="ok">Clean</h1><pre style="overflow:auto;width:200px"><code>' + 'y = 2; ' * 60 +
                    '</code></pre><table><tr><td>1</td></tr></table>'
@@ -162,7 +168,7 @@ def run_selftest(browser) -> list:
                    '<table><tr><th>a</th><th>b</th><th>c</th><th>' + 'x' * 200 + '</th></tr><tr><td>1</td><td>2</td><td>3</td><td>4</td></tr></table></article>')
     missed += [f'selftest: a clean page reported {f!r}' for f in page_problems(pg) if 'image' not in f]
     pg.set_viewport_size({'width': NARROW, 'height': 900})
-    missed += [f'selftest: a clean page reported {f!r} at {NARROW} px' for f in pg.evaluate(NARROW_TABLES, KEY_COLUMNS)]
+    missed += [f'selftest: a clean page reported {f!r} at {NARROW} px' for f in pg.evaluate(NARROW_TABLES, KEY_COLUMNS) + pg.evaluate(NARROW_SIGNATURES)]
     pg.close()
     print(f'selftest: {len(EXPECTED)} page rules fire on a broken page, none on a clean one' if not missed else '\n'.join(missed), flush=True)
     return missed
@@ -248,7 +254,7 @@ def main(docs='_docs', chromium=None, selftest=False):
             pg.screenshot(path=str(shots/(Path(name).stem + '-800.png')), full_page=False)
             pg.set_viewport_size({'width': NARROW, 'height': 844})  # a phone: the key columns of every table in view
             pg.wait_for_timeout(100)
-            errors += pg.evaluate(NARROW_TABLES, KEY_COLUMNS)
+            errors += pg.evaluate(NARROW_TABLES, KEY_COLUMNS) + pg.evaluate(NARROW_SIGNATURES)
             pg.screenshot(path=str(shots/(Path(name).stem + f'-{NARROW}.png')), full_page=False)
             pg.close()
             problems += [f'{name}: {e}' for e in dict.fromkeys(errors)]

@@ -36,6 +36,9 @@ CSS = """
 .md-typeset table { display: block; max-width: 100%; overflow-x: auto; }
 .md-typeset .jp-RenderedHTMLCommon, .md-typeset div.output_html { max-width: 100%; overflow-x: auto; }
 .md-typeset .highlight pre, .md-typeset pre { overflow-x: auto; }
+@media (max-width: 700px) {  /* a phone: an API entry's signature wraps, every parameter and its docment in view */
+  .md-typeset h3 + div.highlight code { white-space: pre-wrap; overflow-wrap: anywhere; }
+}
 """
 
 
