@@ -20,7 +20,7 @@ from fastai.callback.core import Callback
 from fastai.data.core import DataLoaders
 from fastai.learner import Learner
 from fastai.optimizer import OptimWrapper
-from transfer_nb.core import DigitCNN, default_device
+from transfer_nb.core import DigitCNN, auto_device
 from transfer_nb.data import Tensors, TensorDL
 
 MODELS = {'digit CNN, 28 px': (lambda: DigitCNN(width=32), (1, 28, 28)),
@@ -99,7 +99,7 @@ def stock(make, shape, bs, steps, warmup, dev):
 
 
 def main(bs=None, steps=None, warmup=5, models=None, json_out=None):
-    dev = default_device()
+    dev = auto_device()
     bs = bs or ([256, 1024] if dev.type == 'cuda' else [256])
     steps = steps or (200 if dev.type == 'cuda' else 15)
     if dev.type == 'cuda': torch.backends.cudnn.benchmark = True

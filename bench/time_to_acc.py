@@ -8,12 +8,12 @@ Run on the GPU by bench/gpu.sh; on the CPU with small budgets to check that it r
 import argparse, json, time
 from pathlib import Path
 import torch
-from transfer_nb.core import default_device
+from transfer_nb.core import auto_device
 from transfer_nb.experiment import compare
 
 
 def main(budgets=(100, 400, 1000), json_out=None):
-    dev = default_device()
+    dev = auto_device()
     name = torch.cuda.get_device_name() if dev.type == 'cuda' else f'CPU ({torch.get_num_threads()} threads)'
     print(f"device: {name}; torch {torch.__version__}\n| technique | steps | seconds | target accuracy |\n|---|---|---|---|")
     rows = []

@@ -5,9 +5,10 @@ from torch import nn
 from fastai.learner import load_learner
 from transfer_nb.core import DigitCNN, seed_everything, fit_classifier, evaluate
 from transfer_nb.data import domain_pair
-from transfer_nb.adapt import (METHODS, VALIDATORS, adapt_learner, adabn, GradReverse, grl_coeff, mmd, coral, mcc_loss, WithDiscriminator,
+from transfer_nb.core import techniques
+from transfer_nb.adapt import (VALIDATORS, adapt_learner, adabn, GradReverse, grl_coeff, mmd, coral, mcc_loss, WithDiscriminator,
                                DivergenceError, im_score, snd_score, entropy_score, target_outputs, shot_learner, tent_learner, history,
-                               select, FixMatch, classifier_of)
+                               select, FixMatch, classifier_of, TwoDomainCallback, MMD)
 from transfer_nb.core import collapse_share, COLLAPSE_SHARE
 
 
@@ -58,7 +59,7 @@ def exported(learn, x, path):
     return back
 
 
-@pytest.mark.parametrize('method', list(METHODS))
+@pytest.mark.parametrize('method', techniques('adapt_learner'))
 def test_each_method_fits_and_round_trips(pair, method, tmp_path):
     seed_everything(0)
     learn = adapt_learner(DigitCNN(width=4), pair, method, validators=tuple(VALIDATORS), n_val=200, oracle=True, labeled=method == 'fixmatch')
@@ -215,3 +216,24 @@ def test_source_free_and_test_time_learners_survive_export(pair, source_model, k
     x = pair.test.dataset.ts[0][:4].cpu()
     back = exported(learn, x, tmp_path/'a.pkl')
     with back.no_bar(): assert back.get_preds(dl=back.dls.test_dl(x))[0].shape == (4, 10)
+
+
+class _MeanMatch(TwoDomainCallback):
+    "A method of the user's own: squared distance between the mean source and target features."
+    def adapt_loss(self): return (self.fs.mean(0) - self.ft.mean(0)).pow(2).sum()
+
+
+def test_a_method_of_your_own_is_a_class_adapt_learner_takes(pair):
+    seed_everything(0)
+    learn = adapt_learner(DigitCNN(width=4), pair, _MeanMatch, lam=1., validators=())
+    assert learn.method == '_MeanMatch' and any(isinstance(c, _MeanMatch) for c in learn.cbs)
+    seen = []
+    orig = _MeanMatch.adapt_loss
+    try:
+        _MeanMatch.adapt_loss = lambda self: seen.append(orig(self).item()) or orig(self)
+        with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+    finally: _MeanMatch.adapt_loss = orig
+    assert len(seen) == len(pair.source.train) and all(v >= 0 for v in seen)  # the term ran on every training batch
+    assert adapt_learner(DigitCNN(width=4), pair, MMD, validators=()).method == 'mmd'  # a registered class gets its registered name
+    with pytest.raises(ValueError, match="unknown method <class 'torch.nn.modules.linear.Linear'>; valid methods: source_only, .*, or a TwoDomainCallback subclass"):
+        adapt_learner(DigitCNN(), pair, nn.Linear)

@@ -3,7 +3,7 @@ import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import pandas as pd, pytest, torch
 from transfer_nb.data import domain_pair
-from transfer_nb.experiment import (compare, RunStore, summary, gap_table, validator_table, write_report, logme, leep, hscore, check_techniques,
+from transfer_nb.experiment import (compare, RunStore, results_table, gap_table, validator_table, write_report, logme, leep, hscore, check_techniques,
                                     TECHNIQUES, selected)
 
 EXE = Path(sys.executable).parent/'transfer_nb'
@@ -95,7 +95,7 @@ def test_compare_on_a_target_only_folder_with_a_pretrained_backbone(tmp_path):
 @pytest.mark.slow
 def test_summary_gap_and_validator_tables_from_records(tmp_path):
     df = compare(('uci', 'mnist'), ['direct', 'scratch', 'dann', 'mmd', 'source_only'], shots=('all',), **{**KW, 'source_steps': 100, 'width': 8})
-    s = summary(df).set_index('technique')
+    s = results_table(df).set_index('technique')
     assert s.loc['dann', 'uses'] == 'unlabeled' and s.loc['dann', 'shots'] == 'none (unlabeled)' and s.loc['scratch', 'shots'] == 'all'
     g = gap_table(df).set_index('technique')
     assert g.loc['direct', 'gap closed (%)'] == 0 and g.loc['scratch', 'gap closed (%)'] == 100
@@ -123,7 +123,7 @@ def test_failed_run_is_recorded_and_the_sweep_goes_on(monkeypatch, tmp_path):
     df = compare(('uci', 'mnist'), ['full', 'scratch'], shots=(2,), out=tmp_path, **KW)
     st = df.set_index('technique').status
     assert st['full'] == 'failed' and st['scratch'] != 'failed' and 'RuntimeError: disk on fire' in df.set_index('technique').error['full']
-    s = summary(df).set_index('technique')
+    s = results_table(df).set_index('technique')
     assert s.loc['full', 'failed'] == 1 and s.loc['full', 'seeds'] == 0
     assert 'full, seed 0, shots 2: RuntimeError: disk on fire' in write_report(df, tmp_path).read_text()
 
@@ -147,12 +147,12 @@ def test_transferability_scores_prefer_informative_features():
 
 def test_summary_keeps_counts_integers_when_label_free_runs_are_mixed_in():
     "Records read back from JSON hold NaN beside integers: the table still shows 10 labels and 35,674 parameters, not 10.0."
-    from transfer_nb.experiment import summary, md_table
+    from transfer_nb.experiment import results_table, md_table
     recs = [dict(technique=t, seed=s, shots=k, status='ok', target_acc=0.5 + s / 100, source_acc=None, regret=r, trainable=n, seconds=1.)
             for s in range(3) for t, k, r, n in (('source_only', None, 0.01, None), ('fixmatch', 10, 0.0, 35674))]
     df = pd.DataFrame(recs)
     assert df.shots.dtype == float  # NaN beside 10, as load_runs gives them
-    t = summary(df)
+    t = results_table(df)
     assert t.shots.tolist() == ['none (unlabeled)', 10] and t.trainable.tolist() == [None, 35674]
     md = md_table(t)
     assert '| 10 |' in md and '35,674' in md and '10.0' not in md

@@ -6,7 +6,8 @@ from fastai.learner import load_learner
 from fastai.callback.core import Callback
 from transfer_nb.core import DigitCNN, seed_everything, fit_classifier, evaluate
 from transfer_nb.data import domain_pair, reseed
-from transfer_nb.finetune import (STRATEGIES, transfer_learner, run_strategy, pretrained, L2SPCallback, BSSCallback, LwFCallback,
+from transfer_nb.core import techniques
+from transfer_nb.finetune import (transfer_learner, run_strategy, pretrained, L2SPCallback, BSSCallback, LwFCallback,
                                   Adapter, find_head, body_levels)
 
 
@@ -25,7 +26,7 @@ FROZEN = {'direct': [True] * 6, 'linear_probe': [True] * 5 + [False], 'shared_sp
           'fine_tune': [False] * 6, 'gradual_unfreeze': [False] * 6, 'full': [False] * 6, 'scratch': [False] * 6}
 
 
-@pytest.mark.parametrize('strategy', list(STRATEGIES))
+@pytest.mark.parametrize('strategy', techniques('transfer_learner'))
 def test_each_strategy_split_and_training(setup, strategy):
     p, src = setup
     learn = transfer_learner(src, p.target, strategy)
@@ -194,7 +195,7 @@ def test_regulariser_arguments_are_checked():
     with pytest.raises(ValueError, match="k must be an int ≥ 1, got 0"): BSSCallback(k=0)
 
 
-@pytest.mark.parametrize('strategy', list(STRATEGIES))
+@pytest.mark.parametrize('strategy', techniques('transfer_learner'))
 def test_exported_learner_predicts_new_images(setup, strategy, tmp_path):
     "Every strategy's learner reloads and runs get_preds, validate and predict on new images (F6)."
     p, src = setup
@@ -208,3 +209,15 @@ def test_exported_learner_predicts_new_images(setup, strategy, tmp_path):
         cls, idx, probs = back.predict(x[0])
         loss, acc = back.validate(dl=p.test.new(device='cpu'))
     assert preds.shape == (5, 10) and cls == str(int(idx)) and torch.allclose(probs.sum(), torch.tensor(1.)) and 0 <= acc <= 1
+
+
+def test_one_callback_or_several_as_fastai_takes_them(setup):
+    p, src = setup
+    class Count(Callback):
+        def before_fit(self): self.n = 0
+        def after_batch(self): self.n += self.training
+    one, two = Count(), Count()
+    for cbs in (one, [two]):
+        learn = transfer_learner(src, p.target, 'linear_probe', cbs=cbs)
+        with learn.no_bar(), learn.no_logging(): learn.fit_transfer(1, 1e-3)
+    assert one.n == two.n == len(p.target.train)

@@ -4,7 +4,8 @@ import pytest, torch, torchvision
 from torch import nn
 from transfer_nb.core import seed_everything, n_params, level_groups, get_module, set_module
 from transfer_nb.data import load_domain, domain_pair, stratified_sample
-from transfer_nb.finetune import STRATEGIES, transfer_learner, pretrained, Adapter
+from transfer_nb.core import techniques
+from transfer_nb.finetune import transfer_learner, pretrained, Adapter
 from transfer_nb.adapt import adapt_learner, classifier_of
 
 timm = pytest.importorskip('timm')
@@ -44,7 +45,7 @@ def disjoint_and_covering(learn):
 
 
 @pytest.mark.parametrize('name', list(NETS))
-@pytest.mark.parametrize('strategy', list(STRATEGIES))
+@pytest.mark.parametrize('strategy', techniques('transfer_learner'))
 def test_strategy_on_foreign_network(pair, name, strategy):
     net = NETS[name]()
     if strategy == 'direct' and name == 'efficientnet-lite0': pytest.skip('ImageNet classes are not the target digits: direct does not apply')

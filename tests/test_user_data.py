@@ -11,7 +11,7 @@ from transfer_nb.data import Domain, domain_pair, folder_domain, folder_pair, lo
 from folders import loader_images
 from transfer_nb.adapt import adapt_learner
 from transfer_nb.finetune import transfer_learner
-from transfer_nb.experiment import compare, summary, write_report, why_not
+from transfer_nb.experiment import compare, results_table, write_report, why_not
 from transfer_nb.cli import main
 
 
@@ -148,7 +148,7 @@ def test_a_collapsed_fine_tuning_run_is_reported_as_collapsed():
     df = compare(p, ['full'], seeds=(0,), shots=(2,), model=m, steps=1, lr=1e-9)
     st = df.set_index('technique')
     assert st.loc['full', 'status'] == 'collapsed' and st.loc['full', 'collapse_share'] == 1.
-    s = summary(df).set_index('technique')
+    s = results_table(df).set_index('technique')
     assert s.loc['full', 'collapsed'] == 1 and s.loc['full', 'seeds'] == 0
 
 

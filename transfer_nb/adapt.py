@@ -8,8 +8,8 @@ import copy, math
 from functools import partial
 import pandas as pd, torch, torch.nn.functional as F
 from torch import nn
-from .core import (evaluate, check_arg, get_module, find_head, body_levels, level_groups, first_inputs, DivergenceError,
-                              CheckFinite, cuda_defaults, distributed, unwrap, collapse_share, main_output, default_device, image_batches, eval_bs)
+from .core import (register_technique, techniques, TECHNIQUES, evaluate, check_arg, get_module, find_head, body_levels, level_groups, first_inputs, DivergenceError,
+                              CheckFinite, cuda_defaults, distributed, unwrap, collapse_share, main_output, auto_device, image_batches, eval_bs)
 from .data import Augment, ImageFiles, images_dl, reseed
 from fastai.callback.core import Callback
 from fastai.data.core import DataLoaders
@@ -19,7 +19,7 @@ from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy
 
 # %% auto #0
-__all__ = ['VALIDATORS', 'METHODS', 'adabn', 'WithDiscriminator', 'classifier_of', 'mcc_loss', 'TwoDomainCallback', 'GradReverse',
+__all__ = ['VALIDATORS', 'adabn', 'WithDiscriminator', 'classifier_of', 'mcc_loss', 'TwoDomainCallback', 'GradReverse',
            'grl_coeff', 'target_outputs', 'im_score', 'entropy_score', 'snd_score', 'TargetOutputs', 'Validator', 'IM',
            'SND', 'TargetEntropy', 'CollapseShare', 'TargetAccuracy', 'history', 'select', 'adapt_splitter',
            'SourceOnly', 'adapt_learner', 'DANN', 'CDAN', 'mmd', 'coral', 'MMD', 'plot_embedding', 'CORAL',
@@ -46,6 +46,8 @@ def adabn(model:nn.Module, # the network, changed in place
         for m, mo in zip(bns, moms): m.momentum = mo
         model.train(was)
     return model
+
+register_technique('adabn', 'unlabeled', "the source model with its BatchNorm statistics re-estimated on the target pool", 'adabn')
 
 # %% ../nbs/04_adapt.ipynb #a71dfd3b
 class WithDiscriminator(nn.Module):
@@ -331,12 +333,13 @@ class SourceOnly(TwoDomainCallback):
     def adapt_loss(self): return 0.
 
 # %% ../nbs/04_adapt.ipynb #05d03caa
-METHODS = {'source_only': SourceOnly}  # name → callback class; each method below adds itself
+register_technique('source_only', 'unlabeled', "the source model's own training run, its epoch chosen without target labels", 'adapt_learner', SourceOnly)
+# each method below adds itself to TECHNIQUES, with its callback class
 
 # %% ../nbs/04_adapt.ipynb #c22a97bf
 def adapt_learner(model:nn.Module, # the classifier to train (copied), e.g. DigitCNN
                   pair, # a DomainPair: labeled source, target pool (and labeled shots), target test
-                  method:str='dann', # a key of METHODS
+                  method='dann', # a name from techniques('adapt_learner'), or a TwoDomainCallback subclass (a method of your own)
                   lam:float=1., # weight of the method's loss
                   validators=('IM', 'SND', 'TargetEntropy'), # label-free scores recorded each epoch
                   oracle:bool=False, # also record the target test accuracy (for judging validators only)
@@ -346,21 +349,24 @@ def adapt_learner(model:nn.Module, # the classifier to train (copied), e.g. Digi
                   **kwargs # passed to the method's callback
                  ) -> Learner: # the learner with the two-domain callback
     "A fastai `Learner` adapting a copy of `model` from `pair`'s source to its target with `method`."
-    if method not in METHODS: raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+    if isinstance(method, type) and issubclass(method, TwoDomainCallback):
+        cls = method; method = next((k for k in techniques('adapt_learner') if TECHNIQUES[k].cls is cls), cls.__name__)
+    elif isinstance(method, str) and method in techniques('adapt_learner'): cls = TECHNIQUES[method].cls
+    else: raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(techniques('adapt_learner'))}, or a TwoDomainCallback subclass")
     bad = [v for v in validators if v not in VALIDATORS]
     if bad: raise ValueError(f"unknown validators {bad}; valid: {', '.join(VALIDATORS)}")
     if not pair.has_source: raise ValueError(f"{method} adapts from labeled source data, and this pair is target-only: use shot_learner (source-free) or tent_learner (test-time)")
     if method != 'source_only' and not pair.same_classes:  # source_only also trains a source model for a new task
         raise ValueError(f"{method} trains one head on the source's classes and scores the target with it, and the classes differ (source "
                          f"{pair.src.classes}, target {pair.tgt.classes}): a new task takes fine-tuning with a new head (transfer_learner(..., new_head=True))")
-    net = main_output(copy.deepcopy(model).to(pair.settings.get('device') or default_device()), first_inputs(pair.source))  # auxiliary outputs: the main logits
+    net = main_output(copy.deepcopy(model).to(pair.settings.get('device') or auto_device()), first_inputs(pair.source))  # auxiliary outputs: the main logits
     head = find_head(net, x=first_inputs(pair.source))
     n_out = getattr(get_module(net, head), 'out_features', None)
     if n_out is not None and n_out != len(pair.src.classes):
         raise ValueError(f"the model outputs {n_out} classes but the source has {len(pair.src.classes)} ({', '.join(map(str, pair.src.classes[:6]))}"
                          f"{', …' if len(pair.src.classes) > 6 else ''}): give it a head for the source's classes")
     levels = body_levels(net, head)
-    cb = METHODS[method](pair.unlabeled, lam=lam, labeled=pair.target.train if (labeled or method == 'fixmatch') else None, mcc=mcc, **kwargs)
+    cb = cls(pair.unlabeled, lam=lam, labeled=pair.target.train if (labeled or method == 'fixmatch') else None, mcc=mcc, **kwargs)
     m = net
     if hasattr(cb, 'discriminator'):  # an adversarial method (DANN, CDAN) builds its discriminator
         h = get_module(net, head)
@@ -408,7 +414,7 @@ class DANN(_Adversarial):
         d = self.domain_logits(torch.cat([self.fs, self.ft]))
         return F.binary_cross_entropy_with_logits(d.float(), self.domain_labels())
 
-METHODS['dann'] = DANN
+register_technique('dann', 'unlabeled', DANN.__doc__, 'adapt_learner', DANN)
 
 # %% ../nbs/04_adapt.ipynb #038d1b23
 class CDAN(_Adversarial):
@@ -434,7 +440,7 @@ class CDAN(_Adversarial):
             w = torch.cat([w[:n] / w[:n].sum(), w[n:] / w[n:].sum()]) * len(w) / 2
         return F.binary_cross_entropy_with_logits(d.float(), y, weight=w)
 
-METHODS['cdan'] = CDAN
+register_technique('cdan', 'unlabeled', CDAN.__doc__, 'adapt_learner', CDAN)
 
 # %% ../nbs/04_adapt.ipynb #9185e0b1
 def mmd(x:torch.Tensor, # source features, N×D
@@ -467,7 +473,7 @@ class MMD(TwoDomainCallback):
                  **kwargs): super().__init__(target, lam, **kwargs); self.scales = scales
     def adapt_loss(self): return mmd(self.fs, self.ft, self.scales)
 
-METHODS['mmd'] = MMD
+register_technique('mmd', 'unlabeled', MMD.__doc__, 'adapt_learner', MMD)
 
 # %% ../nbs/04_adapt.ipynb #96ade518
 def plot_embedding(model:nn.Module, # a classifier
@@ -491,14 +497,14 @@ class CORAL(TwoDomainCallback):
     "Deep CORAL: align the second-order statistics of source and target features."
     def adapt_loss(self): return coral(self.fs, self.ft)
 
-METHODS['coral'] = CORAL
+register_technique('coral', 'unlabeled', CORAL.__doc__, 'adapt_learner', CORAL)
 
 # %% ../nbs/04_adapt.ipynb #a43566f0
 class EntropyMin(TwoDomainCallback):
     "Target entropy minimisation: confident predictions on the unlabeled target."
     def adapt_loss(self): return _entropy(self.pt.float().softmax(1)).mean()
 
-METHODS['entropy'] = EntropyMin
+register_technique('entropy', 'unlabeled', EntropyMin.__doc__, 'adapt_learner', EntropyMin)
 
 # %% ../nbs/04_adapt.ipynb #4328c3ec
 class MCC(TwoDomainCallback):
@@ -509,7 +515,7 @@ class MCC(TwoDomainCallback):
                  **kwargs): super().__init__(target, lam, **kwargs); self.T = check_arg(T, 'T', lo=0, lo_open=True)
     def adapt_loss(self): return mcc_loss(self.pt, self.T)
 
-METHODS['mcc'] = MCC
+register_technique('mcc', 'unlabeled', MCC.__doc__, 'adapt_learner', MCC)
 
 # %% ../nbs/04_adapt.ipynb #4c5d6e7f
 class FixMatch(TwoDomainCallback):
@@ -535,7 +541,7 @@ class FixMatch(TwoDomainCallback):
         self.mask_rate = mask.mean()
         return (F.cross_entropy(strong.float(), lbl, reduction='none') * mask).mean()
 
-METHODS['fixmatch'] = FixMatch
+register_technique('fixmatch', 'semi', "the labeled source and target images, with FixMatch consistency on the unlabeled pool", 'adapt_learner', FixMatch)
 
 # %% ../nbs/04_adapt.ipynb #7a8b9c0d
 @torch.no_grad()
@@ -598,7 +604,7 @@ def shot_learner(model:nn.Module, # the trained source network (copied)
     "A fastai `Learner` for SHOT: the body of a copy of `model` adapted to `target`, its head frozen, no source data."
     if not isinstance(model, nn.Module): raise TypeError(f"shot_learner needs the trained source network (an nn.Module), got {type(model).__name__}")
     x = _target_images(target, 'shot_learner')
-    dev = x.device if torch.is_tensor(x) else getattr(target, 'device', None) or default_device()
+    dev = x.device if torch.is_tensor(x) else getattr(target, 'device', None) or auto_device()
     net = copy.deepcopy(model).to(dev)
     head = find_head(net, x=next(image_batches(x[:2])).to(dev))
     get_module(net, head).requires_grad_(False)
@@ -612,6 +618,8 @@ def shot_learner(model:nn.Module, # the trained source network (copied)
                     splitter=partial(level_groups, levels=body_levels(net, head), head=head))
     learn.head, learn.method = head, 'shot'
     return distributed(cuda_defaults(learn))
+
+register_technique('shot', 'source_free', "SHOT: the source model's body adapted to the unlabeled pool, no source data", 'shot_learner')
 
 # %% ../nbs/04_adapt.ipynb #9c0d1e2f
 def _entropy_loss(pred, *yb): return _entropy(pred.float().softmax(1)).mean()
@@ -653,7 +661,7 @@ def tent_learner(model:nn.Module, # the trained source network (copied)
     if not bns: raise ValueError(f"{type(model).__name__} has no BatchNorm layer: TENT adapts BatchNorm's affine parameters, so it needs some")
     if hasattr(stream, 'has_source'): stream = stream.test
     if not isinstance(stream, DataLoader): raise TypeError(f"tent_learner needs a fastai loader of target batches, got {type(stream).__name__}")
-    net = copy.deepcopy(model).to(getattr(stream, 'device', None) or default_device())
+    net = copy.deepcopy(model).to(getattr(stream, 'device', None) or auto_device())
     net.requires_grad_(False)
     for m in net.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
@@ -662,3 +670,5 @@ def tent_learner(model:nn.Module, # the trained source network (copied)
     learn = Learner(DataLoaders(dl, dl), net, loss_func=_entropy_loss, cbs=[TENT(episodic), CheckFinite()], splitter=lambda m: [[p for p in m.parameters() if p.requires_grad]])
     learn.method = 'tent'
     return distributed(cuda_defaults(learn))  # under torchrun every process adapts on the whole stream (it is not shuffled, so not sharded)
+
+register_technique('tent', 'test_time', "TENT: the source model adapted online on the test stream, each batch predicted before adapting", 'tent_learner')

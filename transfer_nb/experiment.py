@@ -9,43 +9,35 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 from torch import nn
 import transfer_nb
-from .core import (DigitCNN, ProgressLog, seed_everything, evaluate, n_params, check_arg, mean_std, find_head, first_inputs, get_module,
+from .core import (TECHNIQUES, register_technique, DigitCNN, ProgressLog, seed_everything, evaluate, n_params, check_arg, mean_std, find_head, first_inputs, get_module,
                               set_module, collapse_share, COLLAPSE_SHARE)
 from .data import DOMAINS, Domain, domain_pair, DomainPair
 from fastai.data.core import DataLoaders
-from .finetune import STRATEGIES, run_strategy, pretrained, classes_of, L2SPCallback, BSSCallback, LwFCallback
-from .adapt import (METHODS, adapt_learner, adabn, classifier_of, target_outputs, shot_learner, tent_learner,
+from .finetune import run_strategy, pretrained, classes_of, L2SPCallback, BSSCallback, LwFCallback
+from .adapt import (adapt_learner, adabn, classifier_of, target_outputs, shot_learner, tent_learner,
                                history, select)
 import matplotlib.pyplot as plt
 from scipy.stats import kendalltau
 from fastai.torch_core import num_distrib, rank_distrib
 
 # %% auto #0
-__all__ = ['TECHNIQUES', 'FORMAT', 'uses_target_labels', 'check_techniques', 'StoreLocked', 'StoreError', 'environment',
-           'RunStore', 'steps_to_epochs', 'why_not', 'Interrupted', 'ray_execute', 'compare', 'load_runs', 'selected',
-           'summary', 'gap_table', 'validator_table', 'plot_bars', 'plot_curves', 'logme', 'leep', 'hscore',
-           'rank_sources', 'ranking_agreement', 'md_table', 'describe_config', 'verdict', 'write_report', 'overview']
+__all__ = ['FORMAT', 'uses_target_labels', 'check_techniques', 'StoreLocked', 'StoreError', 'environment', 'RunStore',
+           'steps_to_epochs', 'why_not', 'Interrupted', 'compare', 'load_runs', 'selected', 'results_table',
+           'gap_table', 'validator_table', 'plot_bars', 'plot_curves', 'logme', 'leep', 'hscore', 'rank_sources',
+           'ranking_agreement', 'md_table', 'describe_config', 'verdict', 'write_report', 'overview']
 
 # %% ../nbs/05_experiment.ipynb #6c4a6f7e
 _REGULARISED = {'full+l2sp': L2SPCallback, 'full+bss': BSSCallback, 'full+lwf': LwFCallback}
-TECHNIQUES = {
-    **{s: ('labels', d) for s, d in STRATEGIES.items() if s != 'direct'},
-    'direct': ('none', "the source model applied as it is (source only, its last epoch)"),
-    'full+l2sp': ('labels', "full fine-tuning pulled towards the source's weights (L2-SP)"),
-    'full+bss': ('labels', "full fine-tuning with batch spectral shrinkage (BSS)"),
-    'full+lwf': ('labels', "full fine-tuning that keeps the source task's outputs (LwF)"),
-    'source_only': ('unlabeled', "the source model's own training run, its epoch chosen without target labels"),
-    'adabn': ('unlabeled', "the source model with its BatchNorm statistics re-estimated on the target pool"),
-    **{m: ('unlabeled', f"{METHODS[m].__doc__}") for m in ('dann', 'cdan', 'mmd', 'coral', 'entropy', 'mcc')},
-    'dann+mcc': ('unlabeled', "DANN with minimum class confusion on the target"),
-    'cdan+mcc': ('unlabeled', "CDAN with minimum class confusion on the target"),
-    'source_and_target': ('semi', "trained on the labeled source and the target's labels together (the semi-supervised baseline)"),
-    'fixmatch': ('semi', "the labeled source and target images, with FixMatch consistency on the unlabeled pool"),
-    'fixmatch+mcc': ('semi', "FixMatch with minimum class confusion on the pool"),
-    'shot': ('source_free', "SHOT: the source model's body adapted to the unlabeled pool, no source data"),
-    'tent': ('test_time', "TENT: the source model adapted online on the test stream, each batch predicted before adapting"),
-}
-_NEEDS_SOURCE = {t for t, (k, _) in TECHNIQUES.items() if k in ('unlabeled', 'semi') and t != 'adabn' and t != 'source_only'} | {'source_only'}
+for _name, _uses, _what in [
+    ('full+l2sp', 'labels', "full fine-tuning pulled towards the source's weights (L2-SP)"),
+    ('full+bss', 'labels', "full fine-tuning with batch spectral shrinkage (BSS)"),
+    ('full+lwf', 'labels', "full fine-tuning that keeps the source task's outputs (LwF)"),
+    ('dann+mcc', 'unlabeled', "DANN with minimum class confusion on the target"),
+    ('cdan+mcc', 'unlabeled', "CDAN with minimum class confusion on the target"),
+    ('source_and_target', 'semi', "trained on the labeled source and the target's labels together (the semi-supervised baseline)"),
+    ('fixmatch+mcc', 'semi', "FixMatch with minimum class confusion on the pool"),
+]: register_technique(_name, _uses, _what, 'compare')
+_NEEDS_SOURCE = {t for t, v in TECHNIQUES.items() if v.uses in ('unlabeled', 'semi') and t != 'adabn'}  # source_only included
 
 def _base(name:str) -> str: return name.partition(':')[0]
 
@@ -445,7 +437,7 @@ def _ray_connect(address:str=None, num_cpus:int=None):
     return ray
 
 # %% ../nbs/05_experiment.ipynb #b9e95afa
-def ray_execute(runner, # the comparison's runner (sent to the cluster once)
+def _ray_execute(runner, # the comparison's runner (sent to the cluster once)
                 todo:list, # the runs still to do: (technique, seed, shots, lam, lr)
                 add, # called with each finished record, on the driver (the only writer of the results)
                 verbose:bool=False, # one line per run on stderr
@@ -541,7 +533,7 @@ def compare(pair, # (source, target) names, 'syn,mnist', or any DomainPair (fold
     if executor == 'ray': _ray_connect(ray_address)  # before anything is written: an address that does not answer stops here
     def execute(done, add):
         todo = [r for r in runs if r not in done]
-        if executor == 'ray': return ray_execute(runner, todo, add, verbose, ray_address, ray_resources)
+        if executor == 'ray': return _ray_execute(runner, todo, add, verbose, ray_address, ray_resources)
         for i, r in enumerate(todo):
             rec = runner.run(*r)
             add(rec)
@@ -630,7 +622,7 @@ def selected(df:pd.DataFrame, # records from compare
     return pd.concat([df[~grid], keep.drop(columns=['_k', '_ok'])], ignore_index=True)
 
 # %% ../nbs/05_experiment.ipynb #e955daec
-def summary(df:pd.DataFrame, # records from compare
+def results_table(df:pd.DataFrame, # records from compare
            ) -> pd.DataFrame:
     "Mean ± std (%) per technique and label budget, with seeds, collapsed and failed runs, regret and the `worse_than_scratch` flag."
     d = selected(df).copy()
@@ -894,7 +886,7 @@ def _groups(df:pd.DataFrame) -> pd.DataFrame:
 def verdict(df:pd.DataFrame, # records from compare
            ) -> str:
     "What a comparison says, in a few sentences: the best technique at each label budget (label-free techniques compete at every budget; techniques within the seeds' spread of the best are named as ties), negative transfer, chance and the ceiling."
-    g, t = _groups(df), summary(df)
+    g, t = _groups(df), results_table(df)
     bad = ' and '.join(f"{n} run{'s' if n > 1 else ''} {s}" for s, n in ((s, int(t[s].sum())) for s in ('collapsed', 'failed')) if n)
     if g.empty: return "No run gave a result" + (f" ({bad})" if bad else '') + ", so there is nothing to compare."
     free = g[g.shots == 'none']
@@ -960,7 +952,7 @@ def _write_report(df, out, title, command) -> Path:
     budgets = sorted({_budget(k) for k in ok.shots.dropna() if k != 'all'}, key=_shots_order)
     shots = ', '.join(map(str, sorted({_budget(k) for k in df.shots.dropna()}, key=_shots_order)))
     techs = list(dict.fromkeys(df.technique))
-    main, rest = _report_tables(summary(df))
+    main, rest = _report_tables(results_table(df))
     has = lambda c: c in main or c in rest
     parts = [f"# {title}", verdict(df), f"Reproduce with `{command}`." if command else '',
              (describe_config(df.attrs['config'], techs) + _steps_text(df)) if 'config' in df.attrs else '',

@@ -9,16 +9,17 @@ from functools import partial
 from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
 from torch import nn
-from .core import (classifier_learner, evaluate, n_params, seed_everything, check_arg, get_module, set_module, find_head,
+from .core import (register_technique, techniques, classifier_learner, evaluate, n_params, seed_everything, check_arg, get_module, set_module, find_head,
                               body_levels, level_groups, first_inputs, Normalized, ValidateAtEnd, class_predictions, collapse_share, main_output, MainOutput)
 from .weights import load_weights
 from fastai.learner import Learner
 from fastai.callback.core import Callback
+from fastcore.foundation import L
 
 # %% auto #0
-__all__ = ['STRATEGIES', 'IMAGENET_STATS', 'PRETRAINED', 'Adapter', 'WithAdapter', 'classes_of', 'SourceView', 'TransferLearner',
-           'pretrained', 'local_backbones', 'transfer_learner', 'LossCurve', 'run_strategy', 'L2SPCallback',
-           'BSSCallback', 'LwFCallback']
+__all__ = ['IMAGENET_STATS', 'PRETRAINED', 'Adapter', 'WithAdapter', 'classes_of', 'SourceView', 'TransferLearner', 'pretrained',
+           'local_backbones', 'transfer_learner', 'LossCurve', 'run_strategy', 'L2SPCallback', 'BSSCallback',
+           'LwFCallback']
 
 # %% ../nbs/03_finetune.ipynb #d7e996bd
 class Adapter(nn.Module):
@@ -34,6 +35,7 @@ class Adapter(nn.Module):
     def forward(self, x): # the level's output
         return x + self.up(F.relu(self.down(x)))
 
+# %% ../nbs/03_finetune.ipynb #f1f94d22
 class WithAdapter(nn.Module):
     "A body level followed by its `Adapter`."
     def __init__(self, level:nn.Module, # the level
@@ -44,16 +46,16 @@ class WithAdapter(nn.Module):
         return self.adapter(self.level(*args, **kwargs))
 
 # %% ../nbs/03_finetune.ipynb #e6ccf331
-STRATEGIES = {
-    'direct': "the source's parameters applied to the target as they are: no training, evaluation only",
-    'linear_probe': "feature extraction: body frozen (BatchNorm statistics too), a new head trained",
-    'fine_tune': "fastai's fine_tune: the head with the body frozen, then everything with discriminative learning rates",
-    'gradual_unfreeze': "one more level unfrozen per stage (ULMFiT), discriminative learning rates",
-    'full': "every parameter trained at one learning rate",
-    'scratch': "structure transfer: the same architecture freshly initialised, every parameter trained",
-    'adapter': "residual adapters after each body level trained with BatchNorm affine and the head; the body frozen",
-    'shared_specific': "the first k levels shared with the source and frozen, the later levels and the head task-specific",
-}
+for _name, _uses, _what in [
+    ('direct', 'none', "the source's parameters applied to the target as they are: no training, evaluation only"),
+    ('linear_probe', 'labels', "feature extraction: body frozen (BatchNorm statistics too), a new head trained"),
+    ('fine_tune', 'labels', "fastai's fine_tune: the head with the body frozen, then everything with discriminative learning rates"),
+    ('gradual_unfreeze', 'labels', "one more level unfrozen per stage (ULMFiT), discriminative learning rates"),
+    ('full', 'labels', "every parameter trained at one learning rate"),
+    ('scratch', 'labels', "structure transfer: the same architecture freshly initialised, every parameter trained"),
+    ('adapter', 'labels', "residual adapters after each body level trained with BatchNorm affine and the head; the body frozen"),
+    ('shared_specific', 'labels', "the first k levels shared with the source and frozen, the later levels and the head task-specific"),
+]: register_technique(_name, _uses, _what, 'transfer_learner')
 
 # %% ../nbs/03_finetune.ipynb #8b7854eb
 def _n_classes(dls) -> int:
@@ -277,7 +279,7 @@ def _match_head(model:nn.Module, head:str, src_classes:list, tgt_classes:list):
 
 def transfer_learner(source, # a trained nn.Module, or a pretrained backbone's name (see pretrained)
                      dls, # the target's fastai DataLoaders
-                     strategy:str='fine_tune', # a key of STRATEGIES
+                     strategy:str='fine_tune', # a name from techniques('transfer_learner')
                      n_out:int=None, # target classes; read from dls when None
                      new_head:bool=False, # replace the head by a fresh Linear (needed when the classes differ)
                      keep_head:bool=False, # keep the source's head although the class names differ (they correspond)
@@ -288,7 +290,7 @@ def transfer_learner(source, # a trained nn.Module, or a pretrained backbone's n
                      **kwargs # passed on to Learner (cbs, metrics, wd, …)
                     ) -> TransferLearner: # the learner, frozen as the strategy says
     "A fastai `Learner` on a copy of `source`, set up for `strategy` on the target `dls`."
-    if strategy not in STRATEGIES: raise ValueError(f"unknown strategy {strategy!r}; valid strategies: {', '.join(STRATEGIES)}")
+    if strategy not in techniques('transfer_learner'): raise ValueError(f"unknown strategy {strategy!r}; valid strategies: {', '.join(techniques('transfer_learner'))}")
     src = pretrained(source) if isinstance(source, str) else source
     if not isinstance(src, nn.Module): raise TypeError(f"source must be an nn.Module or a pretrained network's name, got {type(source).__name__}")
     if new_head and keep_head: raise ValueError("new_head=True and keep_head=True contradict each other: pick one")
@@ -341,7 +343,7 @@ def transfer_learner(source, # a trained nn.Module, or a pretrained backbone's n
             for bn in mod.modules():
                 if isinstance(bn, nn.modules.batchnorm._BatchNorm): bn.requires_grad_(True)
             if s is not None and len(s) in (2, 4): set_module(model, l, WithAdapter(mod, Adapter(s[1], reduction, conv=len(s) == 4).to(dev)))
-    cbs = [_FrozenBN()] + list(kwargs.pop('cbs', None) or [])
+    cbs = [_FrozenBN()] + list(L(kwargs.pop('cbs', None)))  # one callback or several, as fastai's Learner takes them
     learn = classifier_learner(dls, model, cls=TransferLearner, splitter=partial(level_groups, levels=levels, head=head), cbs=cbs, **kwargs)
     if tgt_classes is not None: model.classes = list(tgt_classes)
     source_model = copy.deepcopy(src).to(dev).eval().requires_grad_(False)
@@ -379,7 +381,7 @@ def _answers_source(source:nn.Module, pair, head:str) -> bool:
 
 def run_strategy(source:nn.Module, # the trained source network
                  pair, # a DomainPair (its target trains; its test set scores)
-                 strategy:str='fine_tune', # a key of STRATEGIES
+                 strategy:str='fine_tune', # a name from techniques('transfer_learner')
                  epochs:int=20, # epochs of fit_transfer
                  lr:float=3e-3, # its learning rate
                  cbs=None, # extra callbacks (the regularisers)

@@ -14,8 +14,8 @@ import matplotlib.pyplot as plt
 from fastai.callback.core import Callback
 
 # %% auto #0
-__all__ = ['TransferReport', 'transfer_weights', 'share_parameters', 'weight_transfer', 'interpolate_weights', 'alpha_sweep',
-           'plot_alpha_sweep', 'net2wider', 'net2deeper', 'DistillCallback', 'load_weights', 'finetune_accuracy']
+__all__ = ['TransferReport', 'transfer_weights', 'share_parameters', 'weight_transfer', 'interpolate_weights', 'net2wider',
+           'net2deeper', 'DistillCallback', 'load_weights', 'finetune_accuracy', 'alpha_sweep', 'plot_alpha_sweep']
 
 # %% ../nbs/02_weights.ipynb #2374d4b7
 _STATUSES = ('copied', 'adapted', 'new', 'mismatch')
@@ -257,37 +257,13 @@ def weight_transfer(w_s, # source weights: a tensor, a state dict or a model
     check_arg(alpha, 'alpha')
     return _combine(w_s, w_t, lambda s, t: s + alpha * (s - t))
 
+# %% ../nbs/02_weights.ipynb #88c1d8aa
 def interpolate_weights(a, # first end: a tensor, a state dict or a model
                         b, # second end, of the same structure
                         alpha:float): # 0 gives a, 1 gives b
     "`(1 − α)·a + α·b` for tensors, state dicts or models (a new model like `b`)."
     check_arg(alpha, 'alpha')
     return _combine(a, b, lambda x, y: torch.lerp(x, y, alpha))
-
-# %% ../nbs/02_weights.ipynb #a0aee01e
-def alpha_sweep(a:nn.Module, # the network at α = 0
-                b:nn.Module, # the network at α = 1
-                alphas, # the α values to evaluate
-                dls:dict, # {name: loader} to evaluate on
-                combine=None, # how to combine: interpolate_weights (default) or weight_transfer
-                metric=evaluate, # metric(model, loader)
-               ) -> pd.DataFrame:
-    "`metric` of `combine(a, b, α)` on each loader of `dls` ({name: loader}) for every α in `alphas`."
-    combine = combine or interpolate_weights
-    rows = []
-    for al in alphas:
-        m = combine(a, b, float(al))
-        rows.append(dict(alpha=float(al), **{k: metric(m, dl) for k, dl in dls.items()}))
-    return pd.DataFrame(rows)
-
-def plot_alpha_sweep(df:pd.DataFrame, # the table from alpha_sweep
-                     ax=None, # matplotlib axes to draw on (new ones when None)
-                     ylabel:str='accuracy'): # the y axis label
-    "One curve per evaluated loader against α."
-    ax = ax or plt.subplots(figsize=(5, 3.2))[1]
-    for c in df.columns.drop('alpha'): ax.plot(df.alpha, df[c], marker='o', label=c)
-    ax.set_xlabel('α'); ax.set_ylabel(ylabel); ax.legend(); ax.grid(alpha=0.3)
-    return ax
 
 # %% ../nbs/02_weights.ipynb #ec625b61
 def net2wider(model:nn.Module, # the network (not changed)
@@ -423,3 +399,29 @@ def finetune_accuracy(model:nn.Module, # the network to fine-tune (in place)
     learn = classifier_learner(pair.target, model, splitter=lambda m: [list(m.parameters())])
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr)
     return evaluate(learn.model, pair.test)
+
+# %% ../nbs/02_weights.ipynb #a0aee01e
+def alpha_sweep(a:nn.Module, # the network at α = 0
+                b:nn.Module, # the network at α = 1
+                alphas, # the α values to evaluate
+                dls:dict, # {name: loader} to evaluate on
+                combine=None, # how to combine: interpolate_weights (default) or weight_transfer
+                metric=evaluate, # metric(model, loader)
+               ) -> pd.DataFrame:
+    "`metric` of `combine(a, b, α)` on each loader of `dls` ({name: loader}) for every α in `alphas`."
+    combine = combine or interpolate_weights
+    rows = []
+    for al in alphas:
+        m = combine(a, b, float(al))
+        rows.append(dict(alpha=float(al), **{k: metric(m, dl) for k, dl in dls.items()}))
+    return pd.DataFrame(rows)
+
+# %% ../nbs/02_weights.ipynb #89779f16
+def plot_alpha_sweep(df:pd.DataFrame, # the table from alpha_sweep
+                     ax=None, # matplotlib axes to draw on (new ones when None)
+                     ylabel:str='accuracy'): # the y axis label
+    "One curve per evaluated loader against α."
+    ax = ax or plt.subplots(figsize=(5, 3.2))[1]
+    for c in df.columns.drop('alpha'): ax.plot(df.alpha, df[c], marker='o', label=c)
+    ax.set_xlabel('α'); ax.set_ylabel(ylabel); ax.legend(); ax.grid(alpha=0.3)
+    return ax
