@@ -237,3 +237,17 @@ def test_a_method_of_your_own_is_a_class_adapt_learner_takes(pair):
     assert adapt_learner(DigitCNN(width=4), pair, MMD, validators=()).method == 'mmd'  # a registered class gets its registered name
     with pytest.raises(ValueError, match="unknown method <class 'torch.nn.modules.linear.Linear'>; valid methods: source_only, .*, or a TwoDomainCallback subclass"):
         adapt_learner(DigitCNN(), pair, nn.Linear)
+
+
+def test_a_method_registered_by_name_runs_and_a_redefinition_elsewhere_cannot_swap_a_builtin(pair):
+    from transfer_nb.core import TECHNIQUES, register_technique
+    from transfer_nb.adapt import DANN
+    saved = dict(TECHNIQUES)
+    try:
+        register_technique('mean_match', 'unlabeled', "the mean target feature pulled onto the source's", 'adapt_learner', _MeanMatch)
+        learn = adapt_learner(DigitCNN(width=4), pair, 'mean_match', validators=())
+        assert learn.method == 'mean_match' and any(isinstance(c, _MeanMatch) for c in learn.cbs)
+        register_technique('dann', 'unlabeled', 'a notebook that redefined DANN', 'adapt_learner', _MeanMatch)  # as a docs notebook run in this process does
+        assert any(type(c) is DANN for c in adapt_learner(DigitCNN(width=4), pair, 'dann', validators=()).cbs)
+    finally:
+        TECHNIQUES.clear(); TECHNIQUES.update(saved)

@@ -333,7 +333,12 @@ class SourceOnly(TwoDomainCallback):
     def adapt_loss(self): return 0.
 
 # %% ../nbs/04_adapt.ipynb #05d03caa
-register_technique('source_only', 'unlabeled', "the source model's own training run, its epoch chosen without target labels", 'adapt_learner', SourceOnly)
+_CLASSES = {}  # name → callback class as this module defines them: what adapt_learner builds (a notebook run that redefines them cannot swap them)
+def _add_method(name:str, uses:str, what:str, cls:type):
+    "Register the adaptation method `name` in TECHNIQUES, with its callback class."
+    _CLASSES[name] = cls; register_technique(name, uses, what, 'adapt_learner', cls)
+
+_add_method('source_only', 'unlabeled', "the source model's own training run, its epoch chosen without target labels", SourceOnly)
 # each method below adds itself to TECHNIQUES, with its callback class
 
 # %% ../nbs/04_adapt.ipynb #c22a97bf
@@ -350,8 +355,8 @@ def adapt_learner(model:nn.Module, # the classifier to train (copied), e.g. Digi
                  ) -> Learner: # the learner with the two-domain callback
     "A fastai `Learner` adapting a copy of `model` from `pair`'s source to its target with `method`."
     if isinstance(method, type) and issubclass(method, TwoDomainCallback):
-        cls = method; method = next((k for k in techniques('adapt_learner') if TECHNIQUES[k].cls is cls), cls.__name__)
-    elif isinstance(method, str) and method in techniques('adapt_learner'): cls = TECHNIQUES[method].cls
+        cls = method; method = next((k for k, v in _CLASSES.items() if v is cls), cls.__name__)
+    elif isinstance(method, str) and method in techniques('adapt_learner'): cls = _CLASSES.get(method) or TECHNIQUES[method].cls  # this module's class; TECHNIQUES' for a method registered elsewhere
     else: raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(techniques('adapt_learner'))}, or a TwoDomainCallback subclass")
     bad = [v for v in validators if v not in VALIDATORS]
     if bad: raise ValueError(f"unknown validators {bad}; valid: {', '.join(VALIDATORS)}")
@@ -414,7 +419,7 @@ class DANN(_Adversarial):
         d = self.domain_logits(torch.cat([self.fs, self.ft]))
         return F.binary_cross_entropy_with_logits(d.float(), self.domain_labels())
 
-register_technique('dann', 'unlabeled', DANN.__doc__, 'adapt_learner', DANN)
+_add_method('dann', 'unlabeled', DANN.__doc__, DANN)
 
 # %% ../nbs/04_adapt.ipynb #038d1b23
 class CDAN(_Adversarial):
@@ -440,7 +445,7 @@ class CDAN(_Adversarial):
             w = torch.cat([w[:n] / w[:n].sum(), w[n:] / w[n:].sum()]) * len(w) / 2
         return F.binary_cross_entropy_with_logits(d.float(), y, weight=w)
 
-register_technique('cdan', 'unlabeled', CDAN.__doc__, 'adapt_learner', CDAN)
+_add_method('cdan', 'unlabeled', CDAN.__doc__, CDAN)
 
 # %% ../nbs/04_adapt.ipynb #9185e0b1
 def mmd(x:torch.Tensor, # source features, N×D
@@ -473,7 +478,7 @@ class MMD(TwoDomainCallback):
                  **kwargs): super().__init__(target, lam, **kwargs); self.scales = scales
     def adapt_loss(self): return mmd(self.fs, self.ft, self.scales)
 
-register_technique('mmd', 'unlabeled', MMD.__doc__, 'adapt_learner', MMD)
+_add_method('mmd', 'unlabeled', MMD.__doc__, MMD)
 
 # %% ../nbs/04_adapt.ipynb #96ade518
 def plot_embedding(model:nn.Module, # a classifier
@@ -497,14 +502,14 @@ class CORAL(TwoDomainCallback):
     "Deep CORAL: align the second-order statistics of source and target features."
     def adapt_loss(self): return coral(self.fs, self.ft)
 
-register_technique('coral', 'unlabeled', CORAL.__doc__, 'adapt_learner', CORAL)
+_add_method('coral', 'unlabeled', CORAL.__doc__, CORAL)
 
 # %% ../nbs/04_adapt.ipynb #a43566f0
 class EntropyMin(TwoDomainCallback):
     "Target entropy minimisation: confident predictions on the unlabeled target."
     def adapt_loss(self): return _entropy(self.pt.float().softmax(1)).mean()
 
-register_technique('entropy', 'unlabeled', EntropyMin.__doc__, 'adapt_learner', EntropyMin)
+_add_method('entropy', 'unlabeled', EntropyMin.__doc__, EntropyMin)
 
 # %% ../nbs/04_adapt.ipynb #4328c3ec
 class MCC(TwoDomainCallback):
@@ -515,7 +520,7 @@ class MCC(TwoDomainCallback):
                  **kwargs): super().__init__(target, lam, **kwargs); self.T = check_arg(T, 'T', lo=0, lo_open=True)
     def adapt_loss(self): return mcc_loss(self.pt, self.T)
 
-register_technique('mcc', 'unlabeled', MCC.__doc__, 'adapt_learner', MCC)
+_add_method('mcc', 'unlabeled', MCC.__doc__, MCC)
 
 # %% ../nbs/04_adapt.ipynb #4c5d6e7f
 class FixMatch(TwoDomainCallback):
@@ -541,7 +546,7 @@ class FixMatch(TwoDomainCallback):
         self.mask_rate = mask.mean()
         return (F.cross_entropy(strong.float(), lbl, reduction='none') * mask).mean()
 
-register_technique('fixmatch', 'semi', "the labeled source and target images, with FixMatch consistency on the unlabeled pool", 'adapt_learner', FixMatch)
+_add_method('fixmatch', 'semi', "the labeled source and target images, with FixMatch consistency on the unlabeled pool", FixMatch)
 
 # %% ../nbs/04_adapt.ipynb #7a8b9c0d
 @torch.no_grad()
