@@ -57,8 +57,8 @@ print(json.dumps(dict(secs=time.time() - t0, start=t1 - t0, runs=len(df), res=so
 def overheads(tmp):
     "Per-task costs that do not shrink with more workers: building the data pair, appending a record, the record's size."
     import torch
-    from transfer_nb.data import domain_pair
-    from transfer_nb.experiment import RunStore
+    from transfer_nb.pairs import domain_pair
+    from transfer_nb.store import RunStore
     t0 = time.time(); p = domain_pair('syn', 'mnist', shots=10, seed=0); pair_s = time.time() - t0  # cached on disk after the first build
     t0 = time.time(); p = domain_pair('syn', 'mnist', shots=10, seed=1); pair_again_s = time.time() - t0
     recs = [json.loads(l) for l in (ROOT/'results/syn-mnist/runs.jsonl').read_text().splitlines() if l.strip()]

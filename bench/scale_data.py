@@ -84,7 +84,7 @@ def speed(folder:Path, batches:int, bs:int, workers:int) -> dict:
     from fastai.losses import CrossEntropyLossFlat
     from fastai.vision.data import ImageDataLoaders
     from fastai.vision.augment import Resize
-    from transfer_nb.data import folder_pair
+    from transfer_nb.pairs import folder_pair
     from transfer_nb.finetune import pretrained
     from transfer_nb.core import find_head, get_module, set_module, data_config
     from transfer_nb.data import images_dl
@@ -128,7 +128,8 @@ def speed(folder:Path, batches:int, bs:int, workers:int) -> dict:
 
 SND_CODE = """
 import resource, sys, torch, torch.nn.functional as F
-from transfer_nb.adapt import snd_score, _entropy
+from transfer_nb.validators import snd_score
+from transfer_nb.twodomain import _entropy
 n, d, how = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 f = torch.randn(n, d, generator=torch.Generator().manual_seed(0))
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -4,8 +4,9 @@ final weights' sum and the last epoch's values. Used by test_scale.py."""
 import json, sys, torch
 from pathlib import Path
 from transfer_nb.core import seed_everything, DigitCNN, rank_distrib, num_distrib
-from transfer_nb.data import domain_pair
-from transfer_nb.adapt import adapt_learner, shot_learner, tent_learner, classifier_of
+from transfer_nb.pairs import domain_pair
+from transfer_nb.adapt import adapt_learner, shot_learner, tent_learner
+from transfer_nb.twodomain import classifier_of
 
 out, method = Path(sys.argv[1]), sys.argv[2]
 p = domain_pair('uci:0-2', 'mnist:0-2', shots=3, device='cpu')

@@ -5,7 +5,9 @@ import json, sys, time, torch
 from pathlib import Path
 from torch import nn
 from transfer_nb.core import seed_everything, classifier_learner, evaluate, rank_distrib, num_distrib
-from transfer_nb.data import load_domain, domain_pair, stratified_sample
+from transfer_nb.domains import load_domain
+from transfer_nb.pairs import domain_pair
+from transfer_nb.data import stratified_sample
 from fastai.callback.core import Callback
 
 out, bs = Path(sys.argv[1]), int(sys.argv[2])

@@ -1,7 +1,7 @@
 "Image folders the tests write, as a user's data looks on disk: one sub-folder of PNGs per class, from a built-in domain."
 import numpy as np, torch
 from PIL import Image
-from transfer_nb.data import load_domain
+from transfer_nb.domains import load_domain
 
 
 def write_folder(root, # the folder to create

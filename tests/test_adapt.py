@@ -4,11 +4,11 @@ import pytest, torch
 from torch import nn
 from fastai.learner import load_learner
 from transfer_nb.core import DigitCNN, seed_everything, fit_classifier, evaluate
-from transfer_nb.data import domain_pair
+from transfer_nb.pairs import domain_pair
 from transfer_nb.core import techniques
-from transfer_nb.adapt import (VALIDATORS, adapt_learner, adabn, GradReverse, grl_coeff, mmd, coral, mcc_loss, WithDiscriminator,
-                               DivergenceError, im_score, snd_score, entropy_score, target_outputs, shot_learner, tent_learner, history,
-                               select, FixMatch, classifier_of, TwoDomainCallback, MMD)
+from transfer_nb.validators import VALIDATORS, im_score, snd_score, entropy_score, target_outputs, history, select
+from transfer_nb.adapt import adapt_learner, adabn, mmd, coral, DivergenceError, shot_learner, tent_learner, FixMatch, MMD
+from transfer_nb.twodomain import GradReverse, grl_coeff, mcc_loss, WithDiscriminator, classifier_of, TwoDomainCallback
 from transfer_nb.core import collapse_share, COLLAPSE_SHARE
 
 

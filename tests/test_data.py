@@ -4,11 +4,13 @@ import numpy as np, pytest, torch
 from PIL import Image
 from fastai.data.load import DataLoader
 from transfer_nb.core import seed_everything, DigitCNN, Normalized
-from transfer_nb.data import (DOMAINS, FASHION_CLASSES, Domain, domain_pair, load_domain, load_syn, folder_domain, folder_pair,
-                              convert_domain, render_digits, digit_fonts, shift_regression, stratified_sample, Tensors, TensorDL, Augment,
-                              cache_dir, _cached)
+from transfer_nb.domains import DOMAINS, FASHION_CLASSES, load_domain, load_syn, render_digits, digit_fonts, Augment, cache_dir, _cached
+from transfer_nb.data import Domain, convert_domain, stratified_sample, Tensors, TensorDL
+from transfer_nb.pairs import domain_pair, folder_pair, shift_regression
+from transfer_nb.folders import folder_domain
 from folders import loader_images, decoded
-from transfer_nb.adapt import adapt_learner, IM, TargetAccuracy
+from transfer_nb.adapt import adapt_learner
+from transfer_nb.validators import IM, TargetAccuracy
 
 PAIRS = [('syn', 'mnist'), ('mnist', 'uci'), ('mnist', 'mnistm'), ('uci', 'mnist'), ('mnist:0-4', 'mnist:5-9')]
 HAVE_FASHION = os.path.isdir('/usr/share/datasets/fashion-mnist') or bool(os.environ.get('FASHION_MNIST_DIR'))
@@ -31,7 +33,7 @@ def test_domain_shapes_and_labels(name):
 
 
 def test_fashion_missing_names_the_package(monkeypatch, tmp_path):
-    from transfer_nb import data
+    from transfer_nb import domains as data
     monkeypatch.setenv('FASHION_MNIST_DIR', str(tmp_path))
     with pytest.raises(FileNotFoundError, match="install Debian's dataset-fashion-mnist package"): data.load_fashion()
 

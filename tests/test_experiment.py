@@ -2,9 +2,11 @@
 import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import pandas as pd, pytest, torch
-from transfer_nb.data import domain_pair
-from transfer_nb.experiment import (compare, RunStore, results_table, gap_table, validator_table, write_report, logme, leep, hscore, check_techniques,
-                                    TECHNIQUES, selected)
+from transfer_nb.pairs import domain_pair
+from transfer_nb.experiment import compare, TECHNIQUES
+from transfer_nb.store import RunStore, check_techniques, selected
+from transfer_nb.report import results_table, gap_table, validator_table, write_report
+from transfer_nb.scores import logme, leep, hscore
 
 EXE = Path(sys.executable).parent/'transfer_nb'
 TINY = ['--source', 'uci', '--target', 'mnist', '--seeds', '1', '--steps', '5', '--source-steps', '20', '--width', '4']
@@ -79,7 +81,8 @@ def test_damaged_last_record_is_redone(tmp_path):
 def test_compare_on_a_target_only_folder_with_a_pretrained_backbone(tmp_path):
     from PIL import Image
     import numpy as np
-    from transfer_nb.data import load_domain, folder_pair
+    from transfer_nb.domains import load_domain
+    from transfer_nb.pairs import folder_pair
     d = load_domain('mnist:1,7')
     for c, name in enumerate(d.classes):
         (tmp_path/'imgs'/name).mkdir(parents=True)
@@ -147,7 +150,7 @@ def test_transferability_scores_prefer_informative_features():
 
 def test_summary_keeps_counts_integers_when_label_free_runs_are_mixed_in():
     "Records read back from JSON hold NaN beside integers: the table still shows 10 labels and 35,674 parameters, not 10.0."
-    from transfer_nb.experiment import results_table, md_table
+    from transfer_nb.report import results_table, md_table
     recs = [dict(technique=t, seed=s, shots=k, status='ok', target_acc=0.5 + s / 100, source_acc=None, regret=r, trainable=n, seconds=1.)
             for s in range(3) for t, k, r, n in (('source_only', None, 0.01, None), ('fixmatch', 10, 0.0, 35674))]
     df = pd.DataFrame(recs)

@@ -5,7 +5,8 @@ from torch import nn
 from fastai.learner import load_learner
 from fastai.callback.core import Callback
 from transfer_nb.core import DigitCNN, seed_everything, fit_classifier, evaluate
-from transfer_nb.data import domain_pair, reseed
+from transfer_nb.pairs import domain_pair
+from transfer_nb.data import reseed
 from transfer_nb.core import techniques
 from transfer_nb.finetune import (transfer_learner, run_strategy, pretrained, L2SPCallback, BSSCallback, LwFCallback,
                                   Adapter, find_head, body_levels)

@@ -4,8 +4,10 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 import torch.nn.functional as F
 from PIL import Image
-from transfer_nb.data import ImageFiles, folder_domain, folder_pair, df_domain, files_domain, images_dl, domain_pair
-from transfer_nb.adapt import snd_score
+from transfer_nb.data import ImageFiles, images_dl
+from transfer_nb.folders import folder_domain, df_domain, files_domain
+from transfer_nb.pairs import folder_pair, domain_pair
+from transfer_nb.validators import snd_score
 from transfer_nb.experiment import compare
 from transfer_nb.cli import main
 from folders import write_folder
@@ -101,7 +103,7 @@ def test_snd_in_blocks_is_the_dense_value_and_needs_no_n_by_n_matrix():
     fn = F.normalize(f, dim=1); s = fn @ fn.T; s.fill_diagonal_(float('-inf'))
     dense = (-(s / 0.05).softmax(1) * (s / 0.05).log_softmax(1).nan_to_num(0.)).sum(1).mean().item()
     assert abs(snd_score(None, f) - dense) < 1e-6 and abs(snd_score(None, f, block=7) - dense) < 1e-6
-    code = ("import resource, torch\nfrom transfer_nb.adapt import snd_score\n"
+    code = ("import resource, torch\nfrom transfer_nb.validators import snd_score\n"
             "big = torch.randn(6000, 16, generator=torch.Generator().manual_seed(0))\n"
             "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\nsnd_score(None, big, block=256)\n"
             "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)")

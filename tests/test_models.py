@@ -3,10 +3,13 @@
 import pytest, torch, torchvision
 from torch import nn
 from transfer_nb.core import seed_everything, n_params, level_groups, get_module, set_module
-from transfer_nb.data import load_domain, domain_pair, stratified_sample
+from transfer_nb.domains import load_domain
+from transfer_nb.pairs import domain_pair
+from transfer_nb.data import stratified_sample
 from transfer_nb.core import techniques
 from transfer_nb.finetune import transfer_learner, pretrained, Adapter
-from transfer_nb.adapt import adapt_learner, classifier_of
+from transfer_nb.adapt import adapt_learner
+from transfer_nb.twodomain import classifier_of
 
 timm = pytest.importorskip('timm')
 

@@ -9,8 +9,11 @@ import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from PIL import Image
-from transfer_nb.data import domain_pair, folder_pair, load_domain
-from transfer_nb.experiment import compare, results_table, write_report, RunStore, StoreLocked
+from transfer_nb.pairs import domain_pair, folder_pair
+from transfer_nb.domains import load_domain
+from transfer_nb.experiment import compare
+from transfer_nb.report import results_table, write_report
+from transfer_nb.store import RunStore, StoreLocked
 from transfer_nb.finetune import run_strategy
 from transfer_nb.core import DigitCNN, seed_everything, fit_classifier
 

@@ -5,7 +5,9 @@ from pathlib import Path
 import matplotlib; matplotlib.use('Agg')
 import numpy as np, pandas as pd, pytest
 from transfer_nb import experiment
-from transfer_nb.experiment import compare, load_runs, plot_bars, plot_curves, verdict, write_report
+from transfer_nb.experiment import compare
+from transfer_nb.store import load_runs
+from transfer_nb.report import plot_bars, plot_curves, verdict, write_report
 
 EXE = Path(sys.executable).parent/'transfer_nb'
 KW = dict(seeds=(0,), steps=2, source_steps=4, width=4)

@@ -7,11 +7,15 @@ import numpy as np, pytest, torch
 from PIL import Image
 from torch import nn
 from transfer_nb.core import DigitCNN, seed_everything, fit_classifier, class_predictions
-from transfer_nb.data import Domain, domain_pair, folder_domain, folder_pair, load_domain
+from transfer_nb.data import Domain
+from transfer_nb.pairs import domain_pair, folder_pair
+from transfer_nb.folders import folder_domain
+from transfer_nb.domains import load_domain
 from folders import loader_images
 from transfer_nb.adapt import adapt_learner
 from transfer_nb.finetune import transfer_learner
-from transfer_nb.experiment import compare, results_table, write_report, why_not
+from transfer_nb.experiment import compare, why_not
+from transfer_nb.report import results_table, write_report
 from transfer_nb.cli import main
 
 

@@ -12,7 +12,7 @@ import pytest, torch, torchvision
 from torch import nn
 from transfer_nb.cli import main
 from folders import write_folder
-from transfer_nb.data import domain_pair
+from transfer_nb.pairs import domain_pair
 from transfer_nb.experiment import TECHNIQUES, compare
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ def test_every_module_imports_without_the_optional_extras():
                     "print(sorted(mods), 'fastai.distributed' in sys.modules)")
     r = py(code)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "['adapt', 'cli', 'core', 'data', 'ddp', 'experiment', 'finetune', 'weights'] False"
+    assert r.stdout.strip() == "['adapt', 'cli', 'core', 'data', 'ddp', 'domains', 'experiment', 'finetune', 'folders', 'pairs', 'report', 'scores', 'store', 'twodomain', 'validators', 'weights'] False"
 
 
 def test_the_ddp_module_imports_without_accelerate_and_using_it_names_the_extra():
@@ -215,7 +215,7 @@ def test_backbones_says_which_weights_are_here(capsys):
 
 
 def test_domains_lists_without_loading(capsys, monkeypatch):
-    import transfer_nb.data as data
+    import transfer_nb.domains as data
     def boom(load):
         def f(*a, **k): raise AssertionError(f"transfer_nb domains loaded {load.__name__}")
         f.__doc__ = load.__doc__

@@ -6,7 +6,7 @@ from fastai.callback.core import Callback
 from torch import nn
 import torch.nn.functional as F
 from transfer_nb.core import DigitCNN, RegressionMLP, seed_everything, classifier_learner
-from transfer_nb.data import domain_pair
+from transfer_nb.pairs import domain_pair
 from transfer_nb.weights import (transfer_weights, share_parameters, weight_transfer, interpolate_weights, alpha_sweep,
                                  net2wider, net2deeper, DistillCallback, load_weights)
 from transfer_nb.core import get_module, ModuleNotFound

@@ -8,10 +8,11 @@ links to symbols would show as raw markdown. Exits 1 listing every `module: func
 
     python tools/check_api.py [module ...]   (default: every module of transfer_nb)
 """
-import dataclasses, importlib, inspect, sys
+import dataclasses, importlib, inspect, pkgutil, sys
 from fastcore.docments import docments
 
-MODULES = ['core', 'ddp', 'data', 'weights', 'finetune', 'adapt', 'experiment', 'cli']
+import transfer_nb
+MODULES = [m.name for m in pkgutil.iter_modules(transfer_nb.__path__) if not m.name.startswith('_')]  # every module, as the package holds them
 
 
 def public(mod):

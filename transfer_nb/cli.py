@@ -28,7 +28,7 @@ def demo(source:str='syn', # source domain name
         ) -> dict:
     "Target test accuracy of source-only, fine-tuned and from-scratch CNNs on `source`→`target` with `shots` labels; `collapsed` names the runs that collapsed."
     from transfer_nb.core import auto_device, check_arg
-    from transfer_nb.data import domain_pair
+    from transfer_nb.pairs import domain_pair
     from transfer_nb.experiment import compare
     t0 = time.time()
     p = domain_pair(source, target, shots=check_arg(shots, 'shots', int, lo=1), seed=seed)
@@ -144,8 +144,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _check_names(a):
     "The domain and technique names of the command line, checked against the registries (this imports the library)."
-    from transfer_nb.data import DOMAINS
-    from transfer_nb.experiment import check_techniques
+    from transfer_nb.domains import DOMAINS
+    from transfer_nb.store import check_techniques
     for v in (a.source, a.target):
         if v is not None and v.partition(':')[0] not in DOMAINS: raise ValueError(f"unknown domain {v!r}; valid names: {', '.join(DOMAINS)}")
     if getattr(a, 'strategies', None): a.strategies = check_techniques(a.strategies)
@@ -174,7 +174,7 @@ def _model(a):
 
 def _pair(a, m) -> tuple:
     "The DomainPair the compare arguments `a` name (with the network `m` deciding size and statistics), and how to say it."
-    from transfer_nb.data import domain_pair, folder_pair
+    from transfer_nb.pairs import domain_pair, folder_pair
     augment = None if a.augment == 'none' else a.augment
     if a.target_dir is not None:
         pair = folder_pair(a.source_dir, a.target_dir, size=a.size, model=m, augment='photos' if a.augment is None else augment, bs=a.bs)
@@ -191,7 +191,8 @@ def _pixel_fingerprints(pair) -> dict:
 def _report(a) -> int:
     "Re-render a results folder's report from its stored runs; with --recount, first record the split sizes of the data its command read."
     import json, shlex
-    from transfer_nb.experiment import load_runs, write_report
+    from transfer_nb.store import load_runs
+    from transfer_nb.report import write_report
     df = load_runs(a.out)
     cfg = df.attrs['config']
     if a.recount and not cfg.get('split_counts'):
@@ -211,7 +212,8 @@ def _report(a) -> int:
     return 0
 
 def _compare(a, argv) -> int:
-    from transfer_nb.experiment import TECHNIQUES, Interrupted, compare, results_table, verdict, why_not, write_report, _report_tables
+    from transfer_nb.experiment import TECHNIQUES, Interrupted, compare, why_not
+    from transfer_nb.report import results_table, verdict, write_report, _report_tables
     if a.target_dir is None and a.source_dir is not None: raise ValueError("--source-dir needs --target-dir (the folder of your target images)")
     if a.target_dir is not None and (a.source or a.target): raise ValueError("give either --source/--target (built-in domains) or --target-dir/--source-dir (folders), not both")
     alone = a.target_dir is not None and a.source_dir is None
@@ -270,7 +272,7 @@ def _lists(cmd:str) -> int:
         for b in local_backbones(): print(f"{b['name']:22} {'here' if b['here'] else '—':5} {b['weights']}")
         print("here: its weights are on this machine. Your own weights: --model FILE --arch NAME.")
     else:
-        from transfer_nb.data import DOMAINS, missing_data
+        from transfer_nb.domains import DOMAINS, missing_data
         for n, load in DOMAINS.items():
             why = missing_data(n)
             print(f"{n:8} {load.__doc__}" + (f" — not installed: {why}" if why else ''))
