@@ -162,3 +162,13 @@ def test_a_file_added_to_the_folder_makes_a_resumed_sweep_another_configuration(
     run()
     Image.new('RGB', (28, 28)).save(folders[1]/'1'/'new.png')
     with pytest.raises(ValueError, match=r"holds results of a different configuration .*fingerprints"): run()
+
+
+def test_five_images_per_class_leave_an_empty_valid_split_and_still_train(tmp_path):
+    "Five images per class split into 1 test, 0 valid, 4 pool: the empty validation loader is a loader, not a crash (the autopilot's held-out splits are this small)."
+    from transfer_nb.core import DigitCNN
+    write_folder(tmp_path/'five', 'mnist:1,7', 5)
+    p = folder_pair(None, tmp_path/'five', size=28, workers=0)
+    assert len(p.idx['target_valid']) == 0 and len(p.target.valid.dataset) == 0
+    df = compare(p, ['full'], seeds=[0], shots=['all'], model=DigitCNN(3, 2, 8), steps=3)
+    assert df.status.iloc[0] in ('ok', 'collapsed') and 0 <= df.target_acc.iloc[0] <= 1, df.get('error')  # 3 steps may predict one class: it trained

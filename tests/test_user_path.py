@@ -51,7 +51,7 @@ def test_every_module_imports_without_the_optional_extras():
                     "print(sorted(mods), 'fastai.distributed' in sys.modules)")
     r = py(code)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "['adapt', 'cli', 'core', 'data', 'ddp', 'domains', 'experiment', 'finetune', 'folders', 'pairs', 'report', 'scores', 'store', 'twodomain', 'validators', 'weights'] False"
+    assert r.stdout.strip() == "['adapt', 'autopilot', 'cli', 'core', 'data', 'ddp', 'domains', 'experiment', 'finetune', 'folders', 'pairs', 'report', 'scores', 'store', 'twodomain', 'validators', 'weights'] False"
 
 
 def test_the_ddp_module_imports_without_accelerate_and_using_it_names_the_extra():
@@ -133,18 +133,21 @@ def readme_commands():
 def test_readme_command_lines_run(tmp_path):
     "Every README command line, at tiny budgets, on folders this test writes for the placeholder paths: exit 0, a report, no failed run."
     cmds = readme_commands()
-    assert ['compare'] in cmds and any('--target-dir' in c for c in cmds) and any('--arch' in c for c in cmds) and ['backbones'] in cmds
+    assert ['compare'] in cmds and any(c[0] == 'auto' for c in cmds) and any('--target-dir' in c for c in cmds) and any('--arch' in c for c in cmds) and ['backbones'] in cmds
     imgs = write_folder(tmp_path/'images')
     torch.save(torchvision.models.resnet18().state_dict(), tmp_path/'weights.pth')  # a user's own ResNet-18 weights
     for i, argv in enumerate(cmds):
         argv = [str(imgs) if a.endswith('/images') else str(tmp_path/'weights.pth') if a.endswith('.pth') else a for a in argv]
         if argv[0] == 'compare': argv += [*TINY, '--size', '32', '--out', tmp_path/f'r{i}'] if '--target-dir' in argv else [*TINY, '--out', tmp_path/f'r{i}']
+        if argv[0] == 'auto': argv += ['--steps', '2', '--quiet', '--out', tmp_path/f'r{i}']  # the backbones on this machine (EfficientNet-Lite0 comes with the package)
         r = run(*argv)
         assert r.returncode == 0, (argv, r.stderr[-2000:])
         assert 'Traceback' not in r.stderr
         if argv[0] == 'compare':
             assert (tmp_path/f'r{i}'/'report.md').exists()
             assert all(x['status'] != 'failed' for x in records(tmp_path/f'r{i}')), records(tmp_path/f'r{i}')
+        if argv[0] == 'auto':
+            assert (tmp_path/f'r{i}'/'autopilot.md').exists() and len(list((tmp_path/f'r{i}'/'learner').glob('*.pkl'))) == 1
 
 
 # ---- every flag of compare, end to end ----

@@ -41,7 +41,7 @@ def serve(root):
 
 BAD_TEXT = ('Call self as a function.', 'Warning:', '/tmp/', '/home/', '/work/', '/root/')  # docstring-less callables, warnings, machine paths
 MIN_COLUMN = 600  # px of text at an 800 px window
-SEARCHES = {'seed_everything': 'core.html#seed_everything', 'folder_pair': 'pairs.html#folder_pair', 'compare': 'experiment.html#compare'}
+SEARCHES = {'seed_everything': 'core.html#seed_everything', 'folder_pair': 'pairs.html#folder_pair', 'compare': 'experiment.html#compare', 'autopilot': 'autopilot.html#autopilot'}
 SPELLINGS = {'normalization': 'normalisation', 'initialization': 'initialisation', 'minimization': 'minimisation'}  # a query in one spelling must find a section written in the other
 
 

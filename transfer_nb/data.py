@@ -51,6 +51,16 @@ class ImageFiles:
         if st != self.stats[i]: raise ValueError(f"image {str(f)!r} changed after its folder was read (size or modification time): read the folder again")
         try: im = Image.open(f); im.load(); im = ImageOps.exif_transpose(im)  # upright, as a photo viewer shows it
         except OSError as e: raise ValueError(f"cannot read image {str(f)!r}: {e}") from None
+        return self._pixels(im, f)
+
+    def read(self, f, # an image file, listed here or not (a new photo to predict)
+            ) -> torch.Tensor:
+        "The image in file `f` decoded as these files are (channels, size, background), C×H×W floats in [0, 1]."
+        try: im = Image.open(f); im.load(); im = ImageOps.exif_transpose(im)
+        except OSError as e: raise ValueError(f"cannot read image {str(f)!r}: {e}") from None
+        return self._pixels(im, f)
+
+    def _pixels(self, im:Image.Image, f) -> torch.Tensor:
         return _convert(_decode(im, f, self.background)[None], self.channels, self.size, str(f))[0].clamp(0, 1)
 
     def load(self, workers:int=0, # processes that decode (see images_dl)
@@ -258,15 +268,20 @@ class TensorDL(DataLoader):
         return list(zip(*[c[:max_n] for c in cols]))
 
 # %% ../nbs/01_data.ipynb #a1f1e5c2
+def _positions(files:ImageFiles) -> dict: return {str(f): i for i, f in enumerate(files.files)}
+
 class _Decode(Transform):
-    "fastai item transform: position → the image decoded from `files`."
-    def __init__(self, files:ImageFiles): super().__init__(); self.files = files
-    def encodes(self, i:int): return self.files.decode(i)
+    "fastai item transform: an image file → its pixels as `files` decode them (a listed file checked against its listing; any other, as `predict` passes, read as new)."
+    def __init__(self, files:ImageFiles): super().__init__(); self.files, self.pos = files, _positions(files)
+    def encodes(self, f:Path):
+        i = self.pos.get(str(f))
+        return self.files.read(f) if i is None else self.files.decode(i)
 
 class _Pick(Transform):
-    "fastai item transform: position → its label."
-    def __init__(self, y:torch.Tensor): super().__init__(); self.y = y
-    def encodes(self, i:int): return self.y[i]
+    "fastai item transform: a listed image file → its label; decodes a label to its class name (as fastai's `Categorize`)."
+    def __init__(self, files:ImageFiles, y:torch.Tensor, vocab:list=None): super().__init__(); self.pos, self.y, self.vocab = _positions(files), y, vocab
+    def encodes(self, f:Path): return self.y[self.pos[str(f)]]
+    def decodes(self, i): return i if self.vocab is None else self.vocab[int(i)]
 
 class _OnBatch(ItemTransform):
     "A batch function (such as `Augment`) as a fastai batch transform that gets the whole (x, y) tuple."
@@ -286,11 +301,13 @@ def images_dl(x, # images: a tensor N×C×H×W (kept on device) or ImageFiles (d
     "A fastai loader of `x` (and `y`): a `TensorDL` for images in memory, else fastai's `TfmdDL` over `Datasets` that decode each file in worker processes."
     kw = dict(after_batch=after_batch) if after_batch is not None else {}
     ts = (x,) if y is None else (x, y)
-    if not isinstance(x, ImageFiles): return TensorDL(Tensors(*ts, vocab=vocab), bs=bs, shuffle=shuffle, device=device, repeat=repeat, **kw)
+    if isinstance(x, ImageFiles) and not len(x):  # an empty split (few images per class): an empty loader, as for tensors
+        ts = (torch.zeros(0, *x.shape[1:]),) + (() if y is None else (torch.as_tensor(y).long(),))
+    if not isinstance(x, ImageFiles) or not len(x): return TensorDL(Tensors(*ts, vocab=vocab), bs=bs, shuffle=shuffle, device=device, repeat=repeat, **kw)
     workers = min(8, os.cpu_count() or 1) if workers is None else check_arg(workers, 'workers', int, lo=0)
     y = None if y is None else torch.as_tensor(y).cpu()
-    items = list(range(len(x))) * check_arg(repeat, 'repeat', int, lo=1)
-    ds = Datasets(items, tfms=[[_Decode(x)]] + ([[_Pick(y)]] if y is not None else []))
+    items = [Path(f) for f in x.files] * check_arg(repeat, 'repeat', int, lo=1)  # file paths, as fastai's own image loaders hold (predict and test_dl take one)
+    ds = Datasets(items, tfms=[[_Decode(x)]] + ([[_Pick(x, y, vocab)]] if y is not None else []))
     ds.vocab, ds.files = (None if vocab is None else list(vocab)), x
     ds.c = None if vocab is None else len(vocab)  # what fastai's DataLoaders.c reads
     n = len(items)

@@ -5,6 +5,7 @@
 # %% ../nbs/05b_experiment.ipynb #3f1d3c4b
 from __future__ import annotations
 import copy, hashlib, json, math, socket, time
+from pathlib import Path
 import numpy as np, pandas as pd, torch
 from torch import nn
 import transfer_nb
@@ -14,7 +15,7 @@ from .domains import DOMAINS
 from .data import Domain
 from .pairs import domain_pair, DomainPair
 from fastai.data.core import DataLoaders
-from .finetune import run_strategy, pretrained, classes_of
+from .finetune import run_strategy, pretrained, classes_of, export_learner
 from .adapt import adapt_learner, adabn, shot_learner, tent_learner
 from .twodomain import classifier_of
 from .validators import target_outputs, history, select
@@ -79,9 +80,15 @@ def _reason(e:Exception) -> str:
 
 class _Runner:
     "Runs one (technique, seed, shots, lam, lr) of a comparison; keeps each seed's source model."
-    def __init__(self, pair:DomainPair, model, width, steps, source_steps, lr, bs, select_by, verbose=False, n_val=None):
+    def __init__(self, pair:DomainPair, model, width, steps, source_steps, lr, bs, select_by, verbose=False, n_val=None, export=None):
         self.pair, self.model, self.width, self.steps, self.source_steps, self.lr, self.select_by = pair, model, width, steps, source_steps, lr, select_by
-        self.bs, self.sources, self.verbose, self.n_val = bs, {}, verbose, n_val
+        self.bs, self.sources, self.verbose, self.n_val, self.export = bs, {}, verbose, n_val, export
+
+    def learner_file(self, technique:str, seed:int, shots, lam=None, lr=None) -> Path:
+        "Where a run's trained network is exported (None without an export folder)."
+        if self.export is None: return None
+        parts = [technique.replace(':', '-').replace('+', '-'), f'seed{seed}'] + [f'{k}{v}' for k, v in (('shots', shots), ('lam', lam), ('lr', lr)) if v is not None]
+        return Path(self.export)/('-'.join(parts) + '.pkl')
 
     def _n_val(self, p:DomainPair):
         "The pool sample the label-free scores use: n_val images, or the whole pool (without a warning when it is smaller)."
@@ -142,7 +149,8 @@ class _Runner:
         base, kind = _base(technique), TECHNIQUES[_base(technique)][0]
         rec = dict(technique=technique, seed=seed, shots=shots, lam=lam, lr=lr)
         t0 = time.time()
-        try: rec.update(self._run(technique, base, kind, seed, shots, lam, lr), status='ok')
+        self.file = self.learner_file(technique, seed, shots, lam, lr)
+        try: rec.update(self._run(technique, base, kind, seed, shots, lam, lr), status='ok', **({'learner': str(self.file)} if self.file else {}))
         except Exception as e: rec.update(status='failed', error=_reason(e))
         rec.setdefault('seconds', time.time() - t0)
         cs = rec.get('collapse_share')
@@ -150,10 +158,14 @@ class _Runner:
         if rec['collapsed']: rec['status'] = 'collapsed'
         return {k: (float(v) if isinstance(v, (np.floating, np.integer)) and not isinstance(v, bool) else v) for k, v in rec.items()}
 
+    def _export(self, model:nn.Module, p:DomainPair):
+        if self.file is not None: export_learner(model, p.target, self.file)
+
     def _run(self, t, base, kind, seed, shots, lam, lr) -> dict:
         lr = lr or self.lr
         if base == 'source_only':
-            _, h, secs = self.source(seed)
+            m, h, secs = self.source(seed)
+            self._export(m, self.split(seed, None))
             return dict(self._chosen(h), seconds=secs, trainable=None)
         if kind == 'labels':
             p, (src, _, _) = self.split(seed, shots), self.source(seed)
@@ -163,7 +175,7 @@ class _Runner:
             cls = classes_of(src)  # a head is kept only for the same classes (in any order: transfer_learner matches them by name)
             new_head = cls is None or sorted(map(str, cls)) != sorted(map(str, p.tgt.classes)) or _outputs(src, p) != p.n_classes
             r = run_strategy(src, p, strategy, steps_to_epochs(self.steps, p.target.train), lr, cbs=cbs + self.progress(f"{t} seed {seed} shots {shots}"),
-                             seed=seed, new_head=new_head, k=k, n_val=self._n_val(p))
+                             seed=seed, new_head=new_head, k=k, n_val=self._n_val(p), export=self.file)
             r.pop('strategy')
             e = steps_to_epochs(self.steps, p.target.train)
             return dict(r, epochs=e, steps=e * len(p.target.train))
@@ -177,13 +189,16 @@ class _Runner:
                 learn = tent_learner(src, p.test)
                 learn.add_cbs(self.progress(f"tent seed {seed}"))
                 with learn.no_bar(), learn.no_logging(): learn.fit(1, lr / 3)
+                self._export(learn.model, p)
                 return dict(target_acc=learn.tent.online_accuracy, source_acc=None, seconds=time.time() - t0, trainable=n_params(learn.model, True))
             else:
                 learn = shot_learner(src, p.unlabeled, test=p.test, n_val=self._n_val(p))
                 learn.add_cbs(self.progress(f"shot seed {seed}"))
                 e = steps_to_epochs(self.steps, learn.dls.train)
                 with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(e, lr / 3)
+                self._export(learn.model, p)
                 return dict(self._chosen(history(learn)), seconds=time.time() - t0, trainable=n_params(learn.model, True), epochs=e, steps=e * len(learn.dls.train))
+            self._export(m, p)
             src_acc = evaluate(m, p.source.valid) if p.has_source and classes_of(m) == list(p.src.classes) else None
             return dict(target_acc=evaluate(m, p.test), source_acc=src_acc, seconds=time.time() - t0, trainable=0,
                         collapse_share=collapse_share(target_outputs(m, p.pool_sample(self._n_val(p)))[0]))
@@ -197,6 +212,7 @@ class _Runner:
         epochs = steps_to_epochs(self.source_steps, p.source.train)
         t0 = time.time()
         with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr)
+        self._export(classifier_of(learn.model), p)
         return dict(self._chosen(history(learn)), seconds=time.time() - t0, epochs=epochs, steps=epochs * len(learn.dls.train), trainable=n_params(classifier_of(learn.model), True))
 
 def _share(obj=None):
@@ -314,6 +330,7 @@ def compare(pair, # (source, target) names, 'syn,mnist', or any DomainPair (fold
             n_val:int=None, # unlabeled pool images the label-free validators score (a seeded stratified sample); None: the whole pool
             report:bool=True, # with out: rewrite report.md and its plots after every run (an interrupted or killed job leaves one)
             command:str=None, # the command line that reproduces the job, quoted in the report
+            export=None, # a folder: each run's trained network written there for load_learner (export_learner), its file in the record's learner
            ) -> pd.DataFrame:
     "One row per technique × seed × label budget (× grid point): target and source accuracy, the epoch chosen, regret, trainable parameters, seconds."
     techniques = check_techniques(techniques)
@@ -342,7 +359,7 @@ def compare(pair, # (source, target) names, 'syn,mnist', or any DomainPair (fold
                   changes=p.conversions,  # conversions, reordered classes, copies kept together, source images left out
                   **({'n_val': n_val} if n_val is not None else {}))  # absent: the whole pool (as stores written before n_val existed)
     verbose = verbose and not rank_distrib()  # under torchrun, process 0 speaks for all
-    runner = _Runner(p, model, width, steps, source_steps, lr, bs, select_by, verbose, n_val)
+    runner = _Runner(p, model, width, steps, source_steps, lr, bs, select_by, verbose, n_val, export)
     given = isinstance(model, (str, nn.Module))  # a model of the user's: its head decides what applies as it is
     src = runner.source(seeds[0])[0] if given and any(_base(t) in _AS_IS for t in techniques) else None
     bad = {t: why_not(t, p, src) for t in techniques}

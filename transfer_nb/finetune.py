@@ -13,13 +13,14 @@ from .core import (register_technique, techniques, classifier_learner, evaluate,
                               body_levels, level_groups, first_inputs, Normalized, ValidateAtEnd, class_predictions, collapse_share, main_output, MainOutput)
 from .weights import load_weights
 from fastai.learner import Learner
+from fastai.losses import CrossEntropyLossFlat
 from fastai.callback.core import Callback
 from fastcore.foundation import L
 
 # %% auto #0
 __all__ = ['IMAGENET_STATS', 'PRETRAINED', 'Adapter', 'WithAdapter', 'classes_of', 'SourceView', 'TransferLearner', 'pretrained',
-           'local_backbones', 'transfer_learner', 'LossCurve', 'run_strategy', 'L2SPCallback', 'BSSCallback',
-           'LwFCallback']
+           'local_backbones', 'transfer_learner', 'LossCurve', 'export_learner', 'run_strategy', 'L2SPCallback',
+           'BSSCallback', 'LwFCallback']
 
 # %% ../nbs/03_finetune.ipynb #d7e996bd
 class Adapter(nn.Module):
@@ -370,6 +371,17 @@ class LossCurve(Callback):
         l, edges = torch.stack(self.losses), np.linspace(0, len(self.losses), min(n, len(self.losses)) + 1).round().astype(int)
         return [(int(b), float(l[a:b].mean())) for a, b in zip(edges[:-1], edges[1:])]
 
+# %% ../nbs/03_finetune.ipynb #6293ce14
+def export_learner(model:nn.Module, # the trained classifier
+                   dls, # the DataLoaders it was trained on: their transforms and class names are kept, their images are not
+                   fname, # the file to write (its folder is made)
+                  ) -> Path: # the file written
+    "Write `model` as a fastai learner file for `load_learner`: `predict` on one image gives (class name, index, probabilities)."
+    fname = Path(fname)
+    fname.parent.mkdir(parents=True, exist_ok=True)
+    Learner(dls, model, loss_func=CrossEntropyLossFlat(), path=fname.parent).export(fname.name)
+    return fname
+
 # %% ../nbs/03_finetune.ipynb #f8ba7ac1
 def _answers_source(source:nn.Module, pair, head:str) -> bool:
     "Whether `source`'s head answers `pair`'s source classes (so a source accuracy means something)."
@@ -388,6 +400,7 @@ def run_strategy(source:nn.Module, # the trained source network
                  name:str=None, # the record's name (the strategy's by default)
                  seed:int=None, # seed the weights and the batches
                  n_val:int=None, # unlabeled pool images the collapse check scores (a seeded stratified sample); None: the whole pool
+                 export=None, # a file to write the trained network to (export_learner), for load_learner
                  **kwargs # passed to transfer_learner
                 ) -> dict: # the run's record
     "Transfer `source` to `pair`'s target with `strategy`; target and source accuracy, trainable parameters, seconds."
@@ -396,6 +409,7 @@ def run_strategy(source:nn.Module, # the trained source network
     learn = transfer_learner(source, pair.target, strategy, cbs=[ValidateAtEnd(), curve, *(cbs or [])], **kwargs)
     with learn.no_bar(), learn.no_logging(): learn.fit_transfer(epochs, lr)
     src_acc = evaluate(learn.source_view(), pair.source.valid) if _answers_source(learn.source_model, pair, learn.head) else None
+    if export is not None: export_learner(learn.model, pair.target, export)
     return dict(strategy=name or strategy, target_acc=evaluate(learn.model, pair.test), source_acc=src_acc,
                 trainable=n_params(learn.model, trainable=True), seconds=learn.fit_seconds, steps=len(curve.losses),
                 train_loss=curve.final(), loss_curve=curve.points(),
