@@ -165,9 +165,8 @@ def autopilot(target, # a folder (one sub-folder per class), a built-in domain's
     src_model = source if isinstance(source, nn.Module) else None
     src = _domain(None if src_model is not None else source, 'source')
     cands = _candidates(backbones, src_model, src is not None)
-    nets = {n: b for n, b in cands.items()}
-    first = next((b for b in nets.values() if isinstance(b, nn.Module)), None)
-    tgt = _domain(target, 'target', model=first or next((pretrained(b) for b in nets.values() if isinstance(b, str)), None))
+    sizer = next((b for b in cands.values() if isinstance(b, nn.Module)), None)  # a network whose input size reads a folder
+    tgt = _domain(target, 'target', model=sizer or next((pretrained(b) for b in cands.values() if isinstance(b, str)), None))
     pair = domain_pair(src, tgt, shots=shots, seed=seed, bs=bs)  # the splits: the test set is set aside here, and read once at the end
     lab = pair.idx['target_train'] if shots else torch.cat([pair.idx['target_train'], pair.idx['target_valid']])  # the labels the user has: no more
     labeled = pair.tgt.subset(lab)
