@@ -76,6 +76,23 @@ def test_budget_stops_the_search(photos, tmp_path):
     assert len(ap.trials) == 1 and any('budget' in r for r in ap.left_out.values()) and 'budget' in ap.reason
 
 
+def test_label_free_with_a_torchvision_source_network(photos, tmp_path):
+    "No target label and no source data: a ResNet-18 that knows the classes adapts itself (direct, AdaBN, TENT, SHOT); IM on the pool decides."
+    torch.manual_seed(0)
+    src = torchvision.models.resnet18(num_classes=2); src.classes = ['blue', 'red']  # the folder's classes, in its order
+    ap = autopilot(photos, shots=0, source=src, steps=2, bs=4, out=tmp_path/'ap')
+    assert list(ap.trials.technique) == ['direct', 'adabn', 'tent', 'shot'] and ap.trials.IM.notna().all(), ap.trials
+    assert 'source data' in ap.left_out['dann'] and ap.data['labeled'] == 0 and 'label-free' in ap.data['validation']
+    ok = ap.trials[ap.trials.status == 'ok']
+    if len(ok): assert ap.pick['technique'] == ok.sort_values('IM', ascending=False, kind='stable').technique.iloc[0]
+    cfg = load_runs(tmp_path/'ap'/'search'/'lr0.003').attrs['config']['split_counts']
+    final = load_runs(tmp_path/'ap'/'final')
+    n_test = sum(final.attrs['config']['split_counts']['test'].values())
+    assert sum(sum(cfg[k].values()) for k in ('unlabeled', 'target_valid', 'test')) == 24 - n_test  # the search never saw a test image
+    assert len(final) == 1 and final.technique.iloc[0] == ap.pick['technique'] and final.status.iloc[0] != 'failed'
+    assert load_learner(ap.learner).predict(sorted((photos/'red').glob('*.jpg'))[0])[0] in ('red', 'blue')
+
+
 def test_bad_input(tmp_path, capsys):
     with pytest.raises(ValueError, match='budget'): autopilot('mnist', shots=5, source='syn', budget=-1)
     with pytest.raises(ValueError, match='backbones is empty'): autopilot('mnist', shots=5, source='syn', backbones=[])
@@ -85,6 +102,12 @@ def test_bad_input(tmp_path, capsys):
     assert exit_code(['auto', '--shots', '5']) == 2 and 'give the target' in capsys.readouterr().err
     assert exit_code(['auto', '--target', 'mnist', '--budget', '0']) == 2 and '--budget' in capsys.readouterr().err
     assert exit_code(['auto', '--target', 'nosuch']) == 2 and 'unknown domain' in capsys.readouterr().err
+    with pytest.raises(ValueError, match='needs a source'): autopilot('mnist', shots=0)
+    with pytest.raises(ValueError, match='give one backbone'): autopilot(tmp_path, shots=0, source=nets()['resnet18'], backbones=['efficientnet-lite0'])
+    with pytest.raises(ValueError, match="validator must be one of IM, SND, TargetEntropy, got 'im'"): autopilot('mnist', shots=0, source='syn', validator='im')
+    assert exit_code(['auto', '--target', 'mnist', '--shots', '0']) == 2 and '--shots 0 (no target labels) needs a source' in capsys.readouterr().err
+    assert exit_code(['auto', '--target', 'mnist', '--shots', '-1']) == 2 and '--shots must be an int ≥ 0' in capsys.readouterr().err
+    assert exit_code(['auto', '--target', 'mnist', '--source', 'syn', '--shots', '0', '--validator', 'acc']) == 2 and "invalid choice: 'acc'" in capsys.readouterr().err
 
 
 @pytest.mark.slow

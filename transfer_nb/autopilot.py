@@ -14,7 +14,7 @@ from .domains import DOMAINS, load_domain
 from .folders import folder_domain, dls_domain
 from .pairs import domain_pair, DomainPair
 from .finetune import pretrained, local_backbones
-from .validators import target_outputs
+from .validators import target_outputs, im_score, snd_score, entropy_score
 from .scores import logme
 from .store import _log
 from .report import md_table
@@ -55,13 +55,16 @@ def rank_backbones(backbones:dict, # name → a pretrained network's name (see p
 
 # %% ../nbs/05d_autopilot.ipynb #084ad3ed
 _TRIED = ('direct', 'linear_probe', 'fine_tune', 'full', 'scratch', 'source_and_target', 'fixmatch')  # cheapest first: a budget cuts the costly tail
+_LABEL_FREE = ('direct', 'adabn', 'tent', 'source_only', 'shot', 'mcc', 'dann', 'cdan', 'mmd', 'coral')  # no target label: the source model, then adaptation
 
 def candidate_techniques(pair:DomainPair, # the user's data: labeled target, and source data if any
                          model=None, # the network transfer starts from: a pretrained name, a network, or None (a DigitCNN trained on the source)
+                         labels:bool=True, # False: the user has no target labels, only the unlabeled pool
                         ) -> tuple: # (techniques to try, {technique left out: why})
-    "What is worth trying on what the user has: the label-using strategies with the baselines (scratch; the model as it is when its classes are the target's), and with same-class source data the source+target baseline and FixMatch."
+    "What is worth trying on what the user has. With labels: the label-using strategies with the baselines (scratch; the model as it is when its classes are the target's), and with same-class source data the source+target baseline and FixMatch. Without: the source model as it is, AdaBN, TENT, SHOT and, with source data, the adaptation methods."
     net = pretrained(model) if isinstance(model, str) else model
-    why = {t: why_not(t, pair, net) for t in _TRIED if pair.has_source or t not in ('source_and_target', 'fixmatch')}
+    names = _TRIED if labels else _LABEL_FREE
+    why = {t: why_not(t, pair, net) for t in names if pair.has_source or labels is False or t not in ('source_and_target', 'fixmatch')}
     return [t for t, r in why.items() if r is None], {t: r for t, r in why.items() if r}
 
 # %% ../nbs/05d_autopilot.ipynb #6e806f92
@@ -94,12 +97,25 @@ def _candidates(backbones, source_model, source_data:bool) -> dict:
         out[n if n not in out else f"{n} ({len(out)})"] = b
     return out
 
-def _pick(trials:pd.DataFrame) -> pd.Series:
-    "The best trial: a run that finished beats a collapsed one, then the held-out accuracy; ties go to the cheaper run."
-    ok = trials[trials.status == 'ok']
-    t = ok if len(ok) else trials[trials.status == 'collapsed']
-    if not len(t): raise RuntimeError("every technique failed on the held-out split: " + '; '.join(f"{r.technique}: {r.error}" for r in trials.itertuples()))
-    return t.assign(_neg=-t.held_out_acc).sort_values(['_neg', 'seconds'], kind='stable').iloc[0]
+def _pick(trials:pd.DataFrame, by:str='held_out_acc') -> pd.Series:
+    "The best trial: a run that finished beats a collapsed one, then the score `by` (higher is better); ties go to the cheaper run."
+    ok = trials[(trials.status == 'ok') & trials[by].notna()]
+    t = ok if len(ok) else trials[(trials.status == 'collapsed') & trials[by].notna()]
+    if not len(t): raise RuntimeError("every technique failed in the search: " + '; '.join(f"{r.technique}: {r.error}" for r in trials.itertuples()))
+    return t.assign(_neg=-t[by]).sort_values(['_neg', 'seconds'], kind='stable').iloc[0]
+
+_SCORES = {'IM': im_score, 'SND': snd_score, 'TargetEntropy': entropy_score}  # the label-free validators, higher is better
+
+def _label_free_score(learner_file:Path, pair:DomainPair, validator:str, n:int=500) -> float:
+    "`validator` of the exported network on (a seeded stratified sample of at most `n` of) the pair's unlabeled pool: no label is read."
+    import warnings
+    from fastai.learner import load_learner
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='load_learner')  # a file this search just wrote
+        m = load_learner(learner_file).model
+    x = pair.pool_sample(n if n < len(pair.idx['unlabeled']) else None)
+    p, f = target_outputs(m.to(x.device) if isinstance(x, torch.Tensor) else m, x)
+    return _SCORES[validator](p, f)
 
 # %% ../nbs/05d_autopilot.ipynb #4734a279
 class Autopilot:
@@ -125,25 +141,27 @@ class Autopilot:
     def markdown(self) -> str:
         "The report autopilot.md holds."
         d, lines = self.data, ["# Autopilot", ""]
-        lines += [f"Target {d['target']}: {d['classes']} classes; {d['labeled']} labeled images ({d['shots']}), "
-                  f"{d['test']} held-out test images, never seen until the end.", ""]
+        lines += [f"Target {d['target']}: {d['classes']} classes; " + (f"{d['labeled']} labeled images ({d['shots']})" if d['labeled'] else f"no labels used ({d['shots']})")
+                  + f", {d['test']} held-out test images, never seen until the end.", ""]
         if len(self.ranking):
             r = self.ranking.assign(LogME=self.ranking.LogME.round(3), seconds=self.ranking.seconds.round(1))
             lines += ["## Backbones, ranked by LogME on the labeled images", "", md_table(r.dropna(axis=1, how='all').fillna('')), ""]
         lines += ["## Techniques tried", "", f"Validation: {d['validation']}", ""]
         if len(self.trials):
-            t = self.trials.assign(held_out=(self.trials.held_out_acc * 100).round(1).astype(str) + '%', seconds=self.trials.seconds.round().astype(int))
-            lines += [md_table(t[['technique', 'lr', 'held_out', 'seconds', 'status'] + (['error'] if t.error.notna().any() else [])].fillna('')), ""]
+            t, by = self.trials.assign(seconds=self.trials.seconds.round().astype(int)), self.data.get('score', 'held_out_acc')
+            t = t.assign(held_out=(t.held_out_acc * 100).round(1).astype(str) + '%') if by == 'held_out_acc' else t.assign(**{by: t[by].round(3)})
+            col = 'held_out' if by == 'held_out_acc' else by
+            lines += [md_table(t[['technique', 'lr', col, 'seconds', 'status'] + (['error'] if t.error.notna().any() else [])].fillna('')), ""]
         if self.left_out: lines += ["Left out: " + '; '.join(f"`{t}` ({r})" for t, r in self.left_out.items()), ""]
         lines += ["## The pick", "", self.reason, "",
                   f"Test accuracy, measured once after the choice: **{self.test_acc:.1%}** on {d['test']} images.", ""]
-        if self.learner: lines += [f"The trained network: `{self.learner.name}` (in this folder); `load_learner(file).predict(image)` gives its class.", ""]
+        if self.learner: lines += [f"The trained network: `learner/{self.learner.name}` (next to this report); `load_learner(file).predict(image)` gives its class.", ""]
         return '\n'.join(lines)
     def __repr__(self): return self.markdown()
 
 # %% ../nbs/05d_autopilot.ipynb #259075b6
 def autopilot(target, # a folder (one sub-folder per class), a built-in domain's name, a Domain, or fastai DataLoaders of image files
-              shots:int=None, # labeled images per class the user has; None: every label of the target's training pool
+              shots:int=None, # labeled images per class the user has; None: every label of the target's training pool; 0: none (label-free)
               source=None, # optional: source data (a folder, domain name, Domain or DataLoaders; its classes may differ) or a trained source network
               backbones=None, # candidate networks: pretrained names, networks, or a dict name → either; None: the pretrained ones on this machine
               steps:int=50, # optimiser steps of each fine-tuning run
@@ -152,87 +170,114 @@ def autopilot(target, # a folder (one sub-folder per class), a built-in domain's
               bs:int=16, # training batch size (few labels: small batches)
               seed:int=0, # seed of the splits and the runs
               budget:float=None, # seconds the search may take (the first run always happens, then no new one starts once spent); None: no limit
+              validator:str='IM', # without labels (shots=0): the label-free score that decides, 'IM', 'SND' or 'TargetEntropy'
               out='autopilot', # folder of the search, the final run, the exported learner and autopilot.md
               verbose:bool=False, # one line per step on stderr
               command:str=None, # the command line that started it, quoted in the final run's report
              ) -> Autopilot:
-    "Choose the backbone (LogME), then the technique and learning rate on a held-out split of the user's own labels; train it, export it, and measure the test set once."
-    shots, steps, bs = check_arg(shots, 'shots', int, lo=1, allow_none=True), check_arg(steps, 'steps', int, lo=1), check_arg(bs, 'bs', int, lo=2)
+    "Choose the backbone (LogME), then the technique and learning rate on a held-out split of the user's own labels (or, with none, by a label-free validator on the unlabeled pool); train it, export it, and measure the test set once."
+    shots, steps, bs = check_arg(shots, 'shots', int, lo=0, allow_none=True), check_arg(steps, 'steps', int, lo=1), check_arg(bs, 'bs', int, lo=2)
     lrs = [check_arg(v, 'lr', lo=0, lo_open=True) for v in (lrs if isinstance(lrs, (list, tuple)) else [lrs])]
     budget = check_arg(budget, 'budget', lo=0, lo_open=True, allow_none=True)
     if not lrs: raise ValueError("lrs is empty: give at least one learning rate")
+    if validator not in _SCORES: raise ValueError(f"validator must be one of {', '.join(_SCORES)}, got {validator!r}")
+    free = shots == 0
     out, t0, say = Path(out), time.time(), (lambda *a: _log('autopilot:', *a)) if verbose else (lambda *a: None)
     src_model = source if isinstance(source, nn.Module) else None
     src = _domain(None if src_model is not None else source, 'source')
+    if free and src is None and src_model is None:
+        raise ValueError("shots=0 (no target labels) needs a source: source data with the target's classes, or a trained source network")
     cands = _candidates(backbones, src_model, src is not None)
-    sizer = next((b for b in cands.values() if isinstance(b, nn.Module)), None)  # a network whose input size reads a folder
-    tgt = _domain(target, 'target', model=sizer or next((pretrained(b) for b in cands.values() if isinstance(b, str)), None))
-    pair = domain_pair(src, tgt, shots=shots, seed=seed, bs=bs)  # the splits: the test set is set aside here, and read once at the end
-    lab = pair.idx['target_train'] if shots else torch.cat([pair.idx['target_train'], pair.idx['target_valid']])  # the labels the user has: no more
+    if free and len(cands) > 1:
+        raise ValueError(f"shots=0: backbones are ranked by LogME on labeled images, and there are none; give one backbone, not {len(cands)} ({', '.join(cands)})")
+    nets = {n: pretrained(b) if isinstance(b, str) else b for n, b in cands.items()}  # each candidate loaded once
+    tgt = _domain(target, 'target', model=next((m for m in nets.values() if m is not None), None))  # a network's input size reads a folder
+    pair = domain_pair(src, tgt, shots=shots or None, seed=seed, bs=bs)  # the splits: the test set is set aside here, and read once at the end
+    lab = (torch.zeros(0, dtype=torch.long) if free else pair.idx['target_train'] if shots
+           else torch.cat([pair.idx['target_train'], pair.idx['target_valid']]))  # the labels the user has: no more
     labeled = pair.tgt.subset(lab)
 
     ranking = pd.DataFrame()
     if len(cands) > 1:
         say(f"ranking {len(cands)} backbones by LogME on {len(labeled)} labeled images")
-        ranking = rank_backbones(cands, labeled, seed=seed)
+        ranking = rank_backbones(nets, labeled, seed=seed)
         if ranking.LogME.isna().all():
             raise ValueError("no candidate backbone could be used: " + '; '.join(f"{r.backbone}: {r.error}" for r in ranking.itertuples()))
     name = ranking.backbone.iloc[0] if len(ranking) else next(iter(cands))
-    spec = cands[name]
-    net = pretrained(spec) if isinstance(spec, str) else spec
-    p = domain_pair(src, tgt, shots=shots, seed=seed, bs=bs, model=net)
+    spec, net = cands[name], nets[name]
+    p = domain_pair(src, tgt, shots=shots or None, seed=seed, bs=bs, model=net)
     if p.fingerprint()['split'] != pair.fingerprint()['split']: raise RuntimeError("the splits changed with the backbone's image size")
-    cand, left = candidate_techniques(p, spec)
+    cand, left = candidate_techniques(p, net, labels=not free)
+    if not cand: raise ValueError("nothing can run without target labels here: " + '; '.join(f"{t}: {r}" for t, r in left.items()))
     notes = []
     if p.has_source and not p.same_classes:
         notes.append(f"The source's classes ({', '.join(map(str, p.src.classes[:6]))}{', …' if len(p.src.classes) > 6 else ''}) are not the target's: "
                      "every technique trains a new head for the target's classes, and the methods that need one head for both are left out.")
     data = dict(target=p.tgt.name, classes=p.n_classes, labeled=len(lab), test=len(p.idx['test']),
-                shots=f"{shots} per class" if shots else "every label of the training pool")
+                shots="label-free: the unlabeled pool only" if free else f"{shots} per class" if shots else "every label of the training pool")
 
     kw = dict(seeds=[seed], model=spec, steps=steps, source_steps=source_steps, bs=bs)
-    inner = None
-    try: inner = domain_pair(p.src if p.has_source else None, labeled, shots=None, seed=seed, bs=bs, model=net)
+    inner, why = None, None
+    try:
+        if free: inner = domain_pair(p.src if p.has_source else None, p.tgt.subset(torch.cat([p.idx['unlabeled'], p.idx['target_valid']])), seed=seed, bs=bs, model=net)
+        else: inner = domain_pair(p.src if p.has_source else None, labeled, shots=None, seed=seed, bs=bs, model=net)
     except ValueError as e: why = str(e)
-    trials = pd.DataFrame()
-    if inner is None:  # too few labels to hold any out
+    trials, by = pd.DataFrame(), validator if free else 'held_out_acc'
+    if inner is None:  # too few images to hold any out
         t = 'fine_tune' if 'fine_tune' in cand else cand[0]
         pick = dict(technique=t, lr=lrs[0])
         data['validation'] = f"none: {why}"
-        reason = (f"Nothing could be held out for validation ({why}), so `{t}` at learning rate {lrs[0]:g}, fastai's default way to "
-                  "fine-tune a pretrained network, is the fallback: unvalidated.")
+        reason = (f"Nothing could be held out for validation ({why}), so `{t}` at learning rate {lrs[0]:g}"
+                  + (", fastai's default way to fine-tune a pretrained network," if t == 'fine_tune' else '') + " is the fallback: unvalidated.")
     else:
-        held = inner.split_counts()['test']
-        data['validation'] = (f"{sum(held.values())} of the {len(lab)} labeled images held out ({', '.join(f'{c}: {k}' for c, k in list(held.items())[:6])}"
-                              f"{', …' if len(held) > 6 else ''}); each technique trains on the rest, and its accuracy on them decides. The test set is not read.")
+        if free:
+            n_pool = len(inner.idx['unlabeled'])
+            data.update(score=validator, validation=(
+                f"label-free: the test set set aside, each technique runs on the source and the {n_pool} images of the rest of the target's pool"
+                f" (their labels unread), and its {validator} on them decides (at most 500 scored). No target label is read."))
+        else:
+            held = inner.split_counts()['test']
+            data['validation'] = (f"{sum(held.values())} of the {len(lab)} labeled images held out ({', '.join(f'{c}: {k}' for c, k in list(held.items())[:6])}"
+                                  f"{', …' if len(held) > 6 else ''}); each technique trains on the rest, and its accuracy on them decides. The test set is not read.")
         rows, spent = [], False
         for lr in lrs:
             for t in cand:
                 if budget is not None and rows and time.time() - t0 > budget: spent = True; continue
                 say(f"trying {t} at lr {lr:g}")
-                r = compare(inner, [t], shots=['all'], lr=lr, out=out/'search'/f'lr{lr:g}', **kw).iloc[0]
-                rows.append(dict(technique=t, lr=lr, held_out_acc=r.target_acc, seconds=r.seconds, status=r.status, error=r.get('error')))
+                sdir = out/'search'/f'lr{lr:g}'
+                r = compare(inner, [t], shots=['all'], lr=lr, out=sdir, select_by=validator, **(dict(export=sdir/'learners') if free else {}), **kw).iloc[0]
+                row = dict(technique=t, lr=lr, held_out_acc=None if free else r.target_acc, seconds=r.seconds, status=r.status, error=r.get('error'))
+                if free: row[validator] = _label_free_score(r.learner, inner, validator) if r.status != 'failed' else np.nan
+                rows.append(row)
         trials = pd.DataFrame(rows)
+        if free: trials = trials.drop(columns='held_out_acc')
         tried = set(trials.technique)
         if spent: left.update({t: f"not tried: the budget of {budget:g} s was spent" for t in cand if t not in tried})
-        best = _pick(trials)
+        best = _pick(trials, by)
         pick = dict(technique=best.technique, lr=float(best.lr))
-        rest = trials.drop(best.name).sort_values('held_out_acc', ascending=False)
-        reason = f"`{best.technique}`" + (f" at learning rate {best.lr:g}" if len(lrs) > 1 else '') + f" scored {best.held_out_acc:.1%} on the held-out labeled images"
+        rest = trials.drop(best.name).sort_values(by, ascending=False)
+        fmt = (lambda v: f"{v:.3f}") if free else (lambda v: f"{v:.1%}")
+        reason = f"`{best.technique}`" + (f" at learning rate {best.lr:g}" if len(lrs) > 1 else '') + (
+            f" has the highest {validator} on the unlabeled pool ({fmt(best[by])})" if free else f" scored {fmt(best[by])} on the held-out labeled images")
         if len(rest):
-            nxt = rest.iloc[0]
-            reason += (f", tied with `{nxt.technique}`: the cheaper run ({best.seconds:.0f} s against {nxt.seconds:.0f} s) is picked" if nxt.held_out_acc == best.held_out_acc
-                       else f"; the next best, `{nxt.technique}`, {nxt.held_out_acc:.1%}")
+            ties = rest[rest[by] == best[by]]
+            if len(ties): reason += (f", tied with {', '.join(f'`{x}`' for x in ties.technique)}: the cheapest run ({best.seconds:.0f} s against "
+                                     f"{', '.join(f'{s:.0f}' for s in ties.seconds)} s) is picked")
+            else: reason += f"; the next best, `{rest.technique.iloc[0]}`, {fmt(rest[by].iloc[0])}"
         reason += f" ({len(trials)} runs" + (f"; the {budget:g} s budget stopped the search early" if spent else '') + ")."
-        n_held = sum(held.values())
-        if n_held < 20: reason += f" With {n_held} held-out images one image is {100 / n_held:.0f} points: a small lead is within the noise."
+        if free: reason += (f" {validator} needs no label, but it is a proxy: it can prefer a confidently wrong network "
+                            "(its regret on the built-in pairs is in the results chapter).")
+        else:
+            n_held = sum(held.values())
+            if n_held < 20: reason += f" With {n_held} held-out images one image is {100 / n_held:.0f} points: a small lead is within the noise."
         if best.status == 'collapsed': reason += " Every run that finished predicted one class for most of the pool: treat the pick with care."
     if len(ranking) > 1 and pd.notna(ranking.LogME.iloc[1]):
         reason = (f"`{name}` has the highest LogME on the labeled images ({ranking.LogME.iloc[0]:.3f}; next `{ranking.backbone.iloc[1]}` "
                   f"{ranking.LogME.iloc[1]:.3f}). ") + reason
     reason = ' '.join([reason] + notes)
-    say(f"picked {pick['technique']}; training it on the labeled images and measuring the test set once")
-    final = compare(p, [pick['technique']], shots=[shots or 'all'], lr=pick['lr'], out=out/'final', export=out/'learner', command=command, **kw)
+    say(f"picked {pick['technique']}; training it on " + ("the source and the whole pool" if free else "the labeled images") + " and measuring the test set once")
+    final = compare(p, [pick['technique']], shots=[shots or 'all'], lr=pick['lr'], out=out/'final', export=out/'learner', select_by=validator,
+                    command=command, **kw)
     ap = Autopilot(ranking, name, cand, left, trials, pick, reason, final, data, out)
     (out/'autopilot.md').write_text(ap.markdown())
     return ap

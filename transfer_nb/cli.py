@@ -142,13 +142,15 @@ def _parser() -> argparse.ArgumentParser:
     au = sub.add_parser('auto', help='choose the backbone, technique and learning rate for your data; train, export and say why',
                         description='Rank the backbones by LogME on your labeled images, try each technique that applies on a held-out part of '
                                     'your labels, train the best on all of them, export it (OUT/learner/) and measure the test set once; '
-                                    'OUT/autopilot.md says what was tried and why the pick won.')
+                                    'OUT/autopilot.md says what was tried and why the pick won. With --shots 0 (no labels) the techniques that need '
+                                    'none run on the source and your unlabeled images, and a label-free validator (--validator) decides.')
     ad = au.add_argument_group('data (your folders, or built-in names)')
     ad.add_argument('--target-dir', type=_folder, default=None, help='your target images: one sub-folder per class')
     ad.add_argument('--target', default=None, help='a built-in target domain instead (see `transfer_nb domains`)')
     ad.add_argument('--source-dir', type=_folder, default=None, help='source images, one sub-folder per class (optional; other classes are fine)')
     ad.add_argument('--source', default=None, help='a built-in source domain instead (optional)')
-    ad.add_argument('--shots', type=_arg(int, lo=1, name='--shots'), default=None, help='labeled images per class to train on (default: every label of the training pool)')
+    ad.add_argument('--shots', type=_arg(int, lo=0, name='--shots'), default=None,
+                    help='labeled images per class to train on; 0: none, label-free, with a source (default: every label of the training pool)')
     ar = au.add_argument_group('search')
     ar.add_argument('--backbones', type=lambda v: [s.strip() for s in v.split(',') if s.strip()], default=None,
                     help='comma-separated pretrained names to rank (default: those on this machine, see `transfer_nb backbones`; with source data and none: a DigitCNN trained on it)')
@@ -159,6 +161,7 @@ def _parser() -> argparse.ArgumentParser:
     ar.add_argument('--seed', type=_arg(int, lo=0, name='--seed'), default=0, help='seed of the splits and runs (default: 0)')
     ar.add_argument('--budget', type=_arg(float, lo=0, lo_open=True, name='--budget'), default=None,
                     help='seconds the search may take: no new run starts once spent, the first always runs (default: no limit)')
+    ar.add_argument('--validator', choices=['IM', 'SND', 'TargetEntropy'], default='IM', help='with --shots 0: the label-free score that decides (default: IM)')
     ao = au.add_argument_group('output')
     ao.add_argument('--out', type=_out, default=Path('autopilot'), help='folder of the runs, the learner and autopilot.md (default: autopilot/)')
     ao.add_argument('--quiet', action='store_true', help='no progress lines on stderr')
@@ -175,6 +178,8 @@ def _check_names(a):
     if a.cmd == 'auto':
         if (a.target_dir is None) == (a.target is None): raise ValueError("give the target: --target-dir FOLDER (one sub-folder per class) or --target NAME (a built-in domain)")
         if a.source_dir is not None and a.source is not None: raise ValueError("give one source: --source-dir FOLDER or --source NAME, not both")
+        if a.shots == 0 and a.source_dir is None and a.source is None:
+            raise ValueError("--shots 0 (no target labels) needs a source to transfer from: --source-dir FOLDER or --source NAME")
 
 def _backbone(name:str):
     "The pretrained backbone `--model NAME` names, or an error in the command line's terms."
@@ -285,7 +290,8 @@ def _auto(a, argv) -> int:
     "Run the autopilot on the command line's data; print the pick, why, the test accuracy and where the learner is."
     from transfer_nb.autopilot import autopilot
     ap = autopilot(a.target_dir or a.target, shots=a.shots, source=a.source_dir or a.source, backbones=a.backbones, steps=a.steps, source_steps=a.source_steps,
-                   lrs=a.lrs, bs=a.bs, seed=a.seed, budget=a.budget, out=a.out, verbose=not a.quiet, command='transfer_nb ' + ' '.join(map(shlex.quote, argv)))
+                   lrs=a.lrs, bs=a.bs, seed=a.seed, budget=a.budget, validator=a.validator, out=a.out, verbose=not a.quiet,
+                   command='transfer_nb ' + ' '.join(map(shlex.quote, argv)))
     print(f"{ap.pick['technique']} on {ap.backbone}: test accuracy {ap.test_acc:.1%} ({ap.data['test']} images, measured once after the choice)\n\n{ap.reason}\n")
     print(f"learner: {ap.learner}  (fastai's load_learner(file).predict(Path('photo.jpg')) gives its class)\nreport: {a.out/'autopilot.md'}")
     return 0
