@@ -35,6 +35,33 @@ def nets():
     return {'mobilenet_v3_small': torchvision.models.mobilenet_v3_small(num_classes=5), 'resnet18': torchvision.models.resnet18(num_classes=5)}
 
 
+_TARGET_SPLITS = ('target_train', 'target_valid', 'unlabeled', 'test')
+
+def spied(**kw):
+    "autopilot(**kw), with the pairs it hands to compare: (result, [search pairs], the final pair)."
+    import transfer_nb.autopilot as A
+    pairs, real = [], A.compare
+    def spy(pair, *a, **k): pairs.append(pair); return real(pair, *a, **k)
+    with mock.patch.object(A, 'compare', spy): ap = autopilot(**kw)
+    return ap, pairs[:-1], pairs[-1]
+
+def test_search_never_sees_a_test_image(photos, tmp_path):
+    "Each search run's data holds no image of the real test set, and trains on no label but the user's."
+    for shots in (5, 0):
+        src = None
+        if shots == 0:
+            torch.manual_seed(0); src = torchvision.models.resnet18(num_classes=2); src.classes = ['blue', 'red']
+        ap, search, final = spied(target=photos, shots=shots, source=src, backbones=None if src is not None else {'resnet18': nets()['resnet18']},
+                                  steps=2, bs=4, out=tmp_path/f'ap{shots}')
+        files = lambda p, k: {str(p.tgt.x.files[i]) for i in p.idx[k].tolist()}  # by file: a search pair may index a subset of the target
+        test, labels = files(final, 'test'), files(final, 'target_train')
+        assert search and len(test) > 0
+        for q in search:
+            assert not test & set().union(*(files(q, k) for k in _TARGET_SPLITS)), shots
+            if shots: assert files(q, 'test') | files(q, 'target_train') <= labels  # validated on the user's labels only
+            if shots: assert len(q.idx['unlabeled']) > len(q.idx['target_train'])  # with the pool, as the final run
+
+
 def test_autopilot_folder_end_to_end(photos, tmp_path):
     ap = autopilot(photos, shots=5, backbones=nets(), steps=4, bs=4, out=tmp_path/'ap')
     assert list(ap.ranking.backbone) and ap.backbone == ap.ranking.backbone.iloc[0]
@@ -43,9 +70,8 @@ def test_autopilot_folder_end_to_end(photos, tmp_path):
     assert 'direct' in ap.left_out  # an untrained 5-class head does not answer red/blue
     final = load_runs(tmp_path/'ap'/'final')
     assert len(final) == 1 and final.status.iloc[0] in ('ok', 'collapsed') and final.technique.iloc[0] == ap.pick['technique']
-    # the search never saw a test image: its data is exactly the labeled images (train + valid of the user's split)
-    cfg = load_runs(tmp_path/'ap'/'search'/'lr0.003').attrs['config']
-    assert sum(sum(cfg['split_counts'][k].values()) for k in ('unlabeled', 'target_valid', 'test')) == ap.data['labeled']
+    cfg = load_runs(tmp_path/'ap'/'search'/'lr0.003').attrs['config']  # the search: 2 of the 10 labels held out, 8 trained on
+    assert sum(cfg['split_counts']['test'].values()) == 2 and sum(cfg['split_counts']['target_valid'].values()) == 8
     assert ap.data['labeled'] == 10 and ap.data['test'] > 0  # 5 labels per class, no more
     learn = load_learner(ap.learner)
     assert learn.predict(sorted((photos/'red').glob('*.jpg'))[0])[0] in ('red', 'blue')
@@ -85,10 +111,7 @@ def test_label_free_with_a_torchvision_source_network(photos, tmp_path):
     assert 'source data' in ap.left_out['dann'] and ap.data['labeled'] == 0 and 'label-free' in ap.data['validation']
     ok = ap.trials[ap.trials.status == 'ok']
     if len(ok): assert ap.pick['technique'] == ok.sort_values('IM', ascending=False, kind='stable').technique.iloc[0]
-    cfg = load_runs(tmp_path/'ap'/'search'/'lr0.003').attrs['config']['split_counts']
     final = load_runs(tmp_path/'ap'/'final')
-    n_test = sum(final.attrs['config']['split_counts']['test'].values())
-    assert sum(sum(cfg[k].values()) for k in ('unlabeled', 'target_valid', 'test')) == 24 - n_test  # the search never saw a test image
     assert len(final) == 1 and final.technique.iloc[0] == ap.pick['technique'] and final.status.iloc[0] != 'failed'
     assert load_learner(ap.learner).predict(sorted((photos/'red').glob('*.jpg'))[0])[0] in ('red', 'blue')
 

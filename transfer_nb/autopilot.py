@@ -104,6 +104,24 @@ def _pick(trials:pd.DataFrame, by:str='held_out_acc') -> pd.Series:
     if not len(t): raise RuntimeError("every technique failed in the search: " + '; '.join(f"{r.technique}: {r.error}" for r in trials.itertuples()))
     return t.assign(_neg=-t[by]).sort_values(['_neg', 'seconds'], kind='stable').iloc[0]
 
+def _search_pairs(p:DomainPair, lab:torch.Tensor, folds:int, seed:int, bs:int, net) -> list:
+    "One pair per fold: a stratified part of the labeled positions `lab` is its test set, the rest of them its labels, and the target's pool (less those) stays unlabeled; the real test set is in none of its splits."
+    y = p.tgt.y[lab]
+    n = torch.bincount(y, minlength=p.n_classes)
+    few = [(c, int(k)) for c, k in zip(p.tgt.classes, n) if k < 3]
+    if few: raise ValueError(f"target class {few[0][0]!r} has {few[0][1]} labeled images: holding some out needs at least 3 per class")
+    k, rng, parts = min(folds, int(n.min())), np.random.default_rng([seed, 11]), []
+    for c in range(p.n_classes):
+        pos = rng.permutation(lab[y == c].numpy())
+        parts.append([pos[:max(1, round(0.2 * len(pos)))]] if k == 1 else np.array_split(pos, k))
+    out = []
+    for f in range(k):
+        held = torch.from_numpy(np.concatenate([ps[f] for ps in parts])).long()
+        keep = lambda i: i[~torch.isin(i, held)]
+        out.append(domain_pair(p.src if p.has_source else None, p.tgt, seed=seed, bs=bs, model=net,
+                               split=dict(target_train=keep(lab), target_valid=keep(lab), unlabeled=keep(p.idx['unlabeled']), test=held)))
+    return out
+
 _SCORES = {'IM': im_score, 'SND': snd_score, 'TargetEntropy': entropy_score}  # the label-free validators, higher is better
 
 def _label_free_score(learner_file:Path, pair:DomainPair, validator:str, n:int=500) -> float:
@@ -170,6 +188,7 @@ def autopilot(target, # a folder (one sub-folder per class), a built-in domain's
               bs:int=16, # training batch size (few labels: small batches)
               seed:int=0, # seed of the splits and the runs
               budget:float=None, # seconds the search may take (the first run always happens, then no new one starts once spent); None: no limit
+              folds:int=1, # with labels: 1, one stratified fifth of them held out; k > 1, k-fold cross-validation (k runs per technique, every label scored once)
               validator:str='IM', # without labels (shots=0): the label-free score that decides, 'IM', 'SND' or 'TargetEntropy'
               out='autopilot', # folder of the search, the final run, the exported learner and autopilot.md
               verbose:bool=False, # one line per step on stderr
@@ -180,6 +199,7 @@ def autopilot(target, # a folder (one sub-folder per class), a built-in domain's
     lrs = [check_arg(v, 'lr', lo=0, lo_open=True) for v in (lrs if isinstance(lrs, (list, tuple)) else [lrs])]
     budget = check_arg(budget, 'budget', lo=0, lo_open=True, allow_none=True)
     if not lrs: raise ValueError("lrs is empty: give at least one learning rate")
+    folds = check_arg(folds, 'folds', int, lo=1)
     if validator not in _SCORES: raise ValueError(f"validator must be one of {', '.join(_SCORES)}, got {validator!r}")
     free = shots == 0
     out, t0, say = Path(out), time.time(), (lambda *a: _log('autopilot:', *a)) if verbose else (lambda *a: None)
@@ -217,40 +237,46 @@ def autopilot(target, # a folder (one sub-folder per class), a built-in domain's
                 shots="label-free: the unlabeled pool only" if free else f"{shots} per class" if shots else "every label of the training pool")
 
     kw = dict(seeds=[seed], model=spec, steps=steps, source_steps=source_steps, bs=bs)
-    inner, why = None, None
+    inners, why = [], None  # the search's pairs: one per fold
     try:
-        if free: inner = domain_pair(p.src if p.has_source else None, p.tgt.subset(torch.cat([p.idx['unlabeled'], p.idx['target_valid']])), seed=seed, bs=bs, model=net)
-        else: inner = domain_pair(p.src if p.has_source else None, labeled, shots=None, seed=seed, bs=bs, model=net)
+        if free: inners = [domain_pair(p.src if p.has_source else None, p.tgt.subset(torch.cat([p.idx['unlabeled'], p.idx['target_valid']])), seed=seed, bs=bs, model=net)]
+        else: inners = _search_pairs(p, lab, folds, seed, bs, net)
     except ValueError as e: why = str(e)
     trials, by = pd.DataFrame(), validator if free else 'held_out_acc'
-    if inner is None:  # too few images to hold any out
+    if not inners:  # too few images to hold any out
         t = 'fine_tune' if 'fine_tune' in cand else cand[0]
         pick = dict(technique=t, lr=lrs[0])
         data['validation'] = f"none: {why}"
         reason = (f"Nothing could be held out for validation ({why}), so `{t}` at learning rate {lrs[0]:g}"
                   + (", fastai's default way to fine-tune a pretrained network," if t == 'fine_tune' else '') + " is the fallback: unvalidated.")
     else:
+        n_pool, k = len(inners[0].idx['unlabeled']), len(inners)
         if free:
-            n_pool = len(inner.idx['unlabeled'])
             data.update(score=validator, validation=(
                 f"label-free: the test set set aside, each technique runs on the source and the {n_pool} images of the rest of the target's pool"
                 f" (their labels unread), and its {validator} on them decides (at most 500 scored). No target label is read."))
         else:
-            held = inner.split_counts()['test']
-            data['validation'] = (f"{sum(held.values())} of the {len(lab)} labeled images held out ({', '.join(f'{c}: {k}' for c, k in list(held.items())[:6])}"
-                                  f"{', …' if len(held) > 6 else ''}); each technique trains on the rest, and its accuracy on them decides. The test set is not read.")
+            n_held = sum(len(q.idx['test']) for q in inners)
+            held = inners[0].split_counts()['test']
+            data['validation'] = ((f"{n_held} of the {len(lab)} labeled images held out ({', '.join(f'{c}: {n}' for c, n in list(held.items())[:6])}"
+                                   f"{', …' if len(held) > 6 else ''}); each technique trains on the rest" if k == 1 else
+                                   f"{k}-fold cross-validation: the {len(lab)} labeled images in {k} stratified parts, each held out once while the technique trains on the others")
+                                  + f" and the {n_pool} unlabeled images of the pool (as the final run does), and its accuracy on the held-out images decides. The test set is not read.")
         rows, spent = [], False
         for lr in lrs:
             for t in cand:
                 if budget is not None and rows and time.time() - t0 > budget: spent = True; continue
                 say(f"trying {t} at lr {lr:g}")
                 sdir = out/'search'/f'lr{lr:g}'
-                r = compare(inner, [t], shots=['all'], lr=lr, out=sdir, select_by=validator, **(dict(export=sdir/'learners') if free else {}), **kw).iloc[0]
-                row = dict(technique=t, lr=lr, held_out_acc=None if free else r.target_acc, seconds=r.seconds, status=r.status, error=r.get('error'))
-                if free: row[validator] = _label_free_score(r.learner, inner, validator) if r.status != 'failed' else np.nan
+                rs = [compare(q, [t], shots=['all'], lr=lr, out=sdir/f'fold{f}' if k > 1 else sdir, select_by=validator,  # a fold's own store: compare resumes by configuration, not by split
+                              **(dict(export=sdir/'learners') if free else {}), **kw).iloc[0] for f, q in enumerate(inners)]
+                st, ns = [r.status for r in rs], [len(q.idx['test']) for q in inners]
+                row = dict(technique=t, lr=lr, seconds=sum(r.seconds for r in rs), status='failed' if 'failed' in st else 'collapsed' if 'collapsed' in st else 'ok',
+                           error=next((r.get('error') for r in rs if r.status == 'failed'), None))
+                if free: row[validator] = _label_free_score(rs[0].learner, inners[0], validator) if rs[0].status != 'failed' else np.nan
+                else: row['held_out_acc'] = np.nan if 'failed' in st else sum(r.target_acc * n for r, n in zip(rs, ns)) / sum(ns)  # every held-out image counts once
                 rows.append(row)
         trials = pd.DataFrame(rows)
-        if free: trials = trials.drop(columns='held_out_acc')
         tried = set(trials.technique)
         if spent: left.update({t: f"not tried: the budget of {budget:g} s was spent" for t in cand if t not in tried})
         best = _pick(trials, by)
@@ -268,7 +294,6 @@ def autopilot(target, # a folder (one sub-folder per class), a built-in domain's
         if free: reason += (f" {validator} needs no label, but it is a proxy: it can prefer a confidently wrong network "
                             "(its regret on the built-in pairs is in the results chapter).")
         else:
-            n_held = sum(held.values())
             if n_held < 20: reason += f" With {n_held} held-out images one image is {100 / n_held:.0f} points: a small lead is within the noise."
         if best.status == 'collapsed': reason += " Every run that finished predicted one class for most of the pool: treat the pick with care."
     if len(ranking) > 1 and pd.notna(ranking.LogME.iloc[1]):

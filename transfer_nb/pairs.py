@@ -16,6 +16,25 @@ from .folders import dls_domain, folder_domain
 __all__ = ['DomainPair', 'domain_pair', 'folder_pair', 'RegressionPair', 'shift_regression']
 
 # %% ../nbs/01c_pairs.ipynb #91e061fd
+_SPLITS = ('target_train', 'target_valid', 'unlabeled', 'test')
+
+def _given_split(split:dict, tgt:Domain, groups:np.ndarray) -> tuple:
+    "Per-class positions (test, valid, pool, labeled) of a split the user gives, checked: in range, the test set apart, copies of a test image nowhere else."
+    if not isinstance(split, dict) or set(split) != set(_SPLITS):
+        raise ValueError(f"split must be a dict with the keys {', '.join(_SPLITS)}, got {sorted(split) if isinstance(split, dict) else type(split).__name__}")
+    s = {k: torch.as_tensor(v).long().reshape(-1).numpy() for k, v in split.items()}
+    for k, v in s.items():
+        bad = v[(v < 0) | (v >= len(tgt.y))]
+        if len(bad): raise ValueError(f"split[{k!r}] has positions outside the target's {len(tgt.y)} images: {bad[:5].tolist()}")
+    rest = np.concatenate([s[k] for k in _SPLITS if k != 'test'])
+    both = np.intersect1d(s['test'], rest)
+    if len(both): raise ValueError(f"split: {len(both)} test positions are in another split too (e.g. {both[:5].tolist()}): the test set must be held out")
+    copies = np.intersect1d(groups[s['test']], groups[rest])
+    if len(copies): raise ValueError(f"split: {len(copies)} test images have identical copies in another split: the test set must be held out")
+    y = tgt.y.numpy()
+    per = lambda v: [v[y[v] == c] for c in range(len(tgt.classes))]
+    return per(s['test']), per(s['target_valid']), per(s['unlabeled']), per(s['target_train'])
+
 def _content_hashes(d:Domain) -> list:
     "A digest of each image's content (identical images, identical digests; for `ImageFiles`, identical files)."
     if isinstance(d.x, ImageFiles): return d.x.hashes()
@@ -177,6 +196,7 @@ def domain_pair(source, # source domain: a name for load_domain, a Domain, fasta
                 class_map:dict=None, # target class name → the source class it is (when the names differ but the classes are the same)
                 device=None, # where the tensors live; auto_device() when None
                 workers:int=None, # processes that decode ImageFiles for each loader (see images_dl); in-memory images need none
+                split:dict=None, # your own target split: positions for each of 'target_train', 'target_valid', 'unlabeled', 'test'; shots then take the first of each class's target_train
                ) -> DomainPair:
     "Labeled source, few-shot target, unlabeled target pool and held-out target test, as fastai loaders."
     shots, seed, bs = check_arg(shots, 'shots', int, lo=1, allow_none=True), check_arg(seed, 'seed', int, lo=0), check_arg(bs, 'bs', int, lo=1)
@@ -221,7 +241,10 @@ def domain_pair(source, # source domain: a name for load_domain, a Domain, fasta
         conversions.append("target classes put in the source's order (matched by name)")
 
     th = _content_hashes(tgt); tg = _groups(th)
-    t_test, t_valid, t_pool = _split(_stratified(tgt.y, np.random.default_rng([seed, 1]), tg), (0.2, 0.1, 0.7), tg)
+    if split is None:
+        t_test, t_valid, t_pool = _split(_stratified(tgt.y, np.random.default_rng([seed, 1]), tg), (0.2, 0.1, 0.7), tg)
+        t_lab = t_pool
+    else: t_test, t_valid, t_pool, t_lab = _given_split(split, tgt, tg)
     if len(tg) > len(np.unique(tg)): conversions.append(f"target: {len(tg) - len(np.unique(tg))} images are copies of others; each image and its copies kept in one split")
     s_train = s_valid = []
     if src is not None:
@@ -238,14 +261,16 @@ def domain_pair(source, # source domain: a name for load_domain, a Domain, fasta
             dropped = n_before - sum(map(len, s_train + s_valid))
             if dropped: conversions.append(f"source: {dropped} images left out, {why}")
     for c, (a, b) in enumerate(zip(t_test, t_pool)):
+        if split is not None and (not len(a) or not len(b)):
+            raise ValueError(f"split: target class {tgt.classes[c]!r} has {len(a)} test and {len(b)} unlabeled images: every class needs at least one of each")
         if not len(a) or not len(b):
             raise ValueError(f"target class {tgt.classes[c]!r} has {len(a) + len(b) + len(t_valid[c])} images: too few to split (20% test, 10% valid, "
                              "70% pool, per class, each image and its copies on one side): every class needs at least 3 distinct images")
     if shots is not None:
-        for c, p in enumerate(t_pool):
+        for c, p in enumerate(t_lab):
             if shots > len(p): raise ValueError(f"shots={shots} but target class {tgt.classes[c]!r} has only {len(p)} images in its training pool")
-        t_train = [p[:shots] for p in t_pool]
-    else: t_train = t_pool
+        t_train = [p[:shots] for p in t_lab]
+    else: t_train = t_lab
     parts = dict(source_train=s_train, source_valid=s_valid, target_train=t_train, target_valid=t_valid, unlabeled=t_pool, test=t_test)
     idx = {k: torch.from_numpy(np.random.default_rng([seed, 2, i]).permutation(np.concatenate(v)) if v else np.zeros(0, dtype=np.int64)).long()
            for i, (k, v) in enumerate(parts.items())}  # each split in its own seeded random order
@@ -258,7 +283,7 @@ def domain_pair(source, # source domain: a name for load_domain, a Domain, fasta
         rep = max(1, math.ceil(min_batches * bs / max(1, len(i)))) if train else 1
         return images_dl(d.x[i], d.y[i], d.classes, bs=bs if train else ebs, shuffle=train, device=device, repeat=rep, workers=workers, **kw)
     source_dls = DataLoaders(dl(src, idx['source_train'], True), dl(src, idx['source_valid'], False)) if src is not None else None
-    settings = dict(bs=bs, channels=channels, size=size, augment=augment, min_batches=min_batches, data_seed=data_seed, device=device, workers=workers)
+    settings = dict(bs=bs, channels=channels, size=size, augment=augment, min_batches=min_batches, data_seed=data_seed, device=device, workers=workers, split=split)
     pair = DomainPair(source_dls, DataLoaders(dl(tgt, idx['target_train'], True), dl(tgt, idx['target_valid'], False)),
                       images_dl(tgt.x[idx['unlabeled']], bs=bs, shuffle=True, device=device, workers=workers), dl(tgt, idx['test'], False),
                       src, tgt, idx, shots, seed, conversions, settings)
