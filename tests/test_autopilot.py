@@ -45,25 +45,19 @@ def spied(**kw):
     with mock.patch.object(A, 'compare', spy): ap = autopilot(**kw)
     return ap, pairs[:-1], pairs[-1]
 
-def test_search_never_sees_a_test_image(photos, tmp_path):
-    "Each search run's data holds no image of the real test set, and trains on no label but the user's."
-    for shots in (5, 0):
-        src = None
-        if shots == 0:
-            torch.manual_seed(0); src = torchvision.models.resnet18(num_classes=2); src.classes = ['blue', 'red']
-        ap, search, final = spied(target=photos, shots=shots, source=src, backbones=None if src is not None else {'resnet18': nets()['resnet18']},
-                                  steps=2, bs=4, out=tmp_path/f'ap{shots}')
-        files = lambda p, k: {str(p.tgt.x.files[i]) for i in p.idx[k].tolist()}  # by file: a search pair may index a subset of the target
-        test, labels = files(final, 'test'), files(final, 'target_train')
-        assert search and len(test) > 0
-        for q in search:
-            assert not test & set().union(*(files(q, k) for k in _TARGET_SPLITS)), shots
-            if shots: assert files(q, 'test') | files(q, 'target_train') <= labels  # validated on the user's labels only
-            if shots: assert len(q.idx['unlabeled']) > len(q.idx['target_train'])  # with the pool, as the final run
+def search_is_clean(search, final, labeled:bool):
+    "No search pair holds an image of the real test set (compared by file: a search pair may index a subset of the target); with labels, it validates on the user's labels only, with the pool alongside."
+    files = lambda p, k: {str(p.tgt.x.files[i]) for i in p.idx[k].tolist()}
+    test, labels = files(final, 'test'), files(final, 'target_train')
+    assert search and test
+    for q in search:
+        assert not test & set().union(*(files(q, k) for k in _TARGET_SPLITS))
+        if labeled: assert files(q, 'test') | files(q, 'target_train') <= labels and len(q.idx['unlabeled']) > len(q.idx['target_train'])
 
 
 def test_autopilot_folder_end_to_end(photos, tmp_path):
-    ap = autopilot(photos, shots=5, backbones=nets(), steps=4, bs=4, out=tmp_path/'ap')
+    ap, search, final_pair = spied(target=photos, shots=5, backbones=nets(), steps=4, bs=4, out=tmp_path/'ap')
+    search_is_clean(search, final_pair, labeled=True)
     assert list(ap.ranking.backbone) and ap.backbone == ap.ranking.backbone.iloc[0]
     assert set(ap.trials.technique) == {'scratch', 'linear_probe', 'fine_tune', 'full'} and ap.pick['technique'] in set(ap.trials.technique)
     assert set(ap.trials.status) <= {'ok', 'collapsed'}, ap.trials
@@ -77,6 +71,13 @@ def test_autopilot_folder_end_to_end(photos, tmp_path):
     assert learn.predict(sorted((photos/'red').glob('*.jpg'))[0])[0] in ('red', 'blue')
     md = (tmp_path/'ap'/'autopilot.md').read_text()
     assert ap.pick['technique'] in md and 'LogME' in md and f"{ap.test_acc:.1%}" in md
+
+
+def test_cross_validation_scores_every_label_once(photos, tmp_path):
+    ap = autopilot(photos, shots=5, backbones={'mobilenet': nets()['mobilenet_v3_small']}, steps=2, bs=4, folds=2, out=tmp_path/'ap')
+    held = [sum(load_runs(tmp_path/'ap'/'search'/'lr0.003'/f'fold{f}').attrs['config']['split_counts']['test'].values()) for f in range(2)]
+    assert sum(held) == 10 and ap.data['validation'].startswith('2-fold cross-validation') and ap.trials.held_out_acc.notna().all()
+    assert len(ap.trials) == 4 and 'techniques × 2 folds' in ap.reason
 
 
 def test_rank_backbones_lists_what_cannot_load(photos):
@@ -106,7 +107,8 @@ def test_label_free_with_a_torchvision_source_network(photos, tmp_path):
     "No target label and no source data: a ResNet-18 that knows the classes adapts itself (direct, AdaBN, TENT, SHOT); IM on the pool decides."
     torch.manual_seed(0)
     src = torchvision.models.resnet18(num_classes=2); src.classes = ['blue', 'red']  # the folder's classes, in its order
-    ap = autopilot(photos, shots=0, source=src, steps=2, bs=4, out=tmp_path/'ap')
+    ap, search, final_pair = spied(target=photos, shots=0, source=src, steps=2, bs=4, out=tmp_path/'ap')
+    search_is_clean(search, final_pair, labeled=False)
     assert list(ap.trials.technique) == ['direct', 'adabn', 'tent', 'shot'] and ap.trials.IM.notna().all(), ap.trials
     assert 'source data' in ap.left_out['dann'] and ap.data['labeled'] == 0 and 'label-free' in ap.data['validation']
     ok = ap.trials[ap.trials.status == 'ok']

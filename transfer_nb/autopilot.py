@@ -290,7 +290,7 @@ def autopilot(target, # a folder (one sub-folder per class), a built-in domain's
             if len(ties): reason += (f", tied with {', '.join(f'`{x}`' for x in ties.technique)}: the cheapest run ({best.seconds:.0f} s against "
                                      f"{', '.join(f'{s:.0f}' for s in ties.seconds)} s) is picked")
             else: reason += f"; the next best, `{rest.technique.iloc[0]}`, {fmt(rest[by].iloc[0])}"
-        reason += f" ({len(trials)} runs" + (f"; the {budget:g} s budget stopped the search early" if spent else '') + ")."
+        reason += f" ({len(trials)} " + (f"techniques × {k} folds" if k > 1 else "runs") + (f"; the {budget:g} s budget stopped the search early" if spent else '') + ")."
         if free: reason += (f" {validator} needs no label, but it is a proxy: it can prefer a confidently wrong network "
                             "(its regret on the built-in pairs is in the results chapter).")
         else:
