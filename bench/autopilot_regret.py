@@ -9,7 +9,7 @@ Then `autopilot` runs as a user would run it, into results/autopilot/CASE/seedS/
     python bench/autopilot_regret.py                          # every case, seeds 0–2 (hours on a 2-core CPU)
     python bench/autopilot_regret.py --cases syn-mnist-10 --seeds 0
 """
-import argparse, json, os, sys, tempfile, time
+import argparse, json, sys, tempfile, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ from .domains import DOMAINS, load_domain
 from .folders import folder_domain, dls_domain
 from .pairs import domain_pair, DomainPair
 from .finetune import pretrained, local_backbones
-from .validators import target_outputs, im_score, snd_score, entropy_score
+from .validators import target_outputs, IM, SND, TargetEntropy
 from .scores import logme
 from .store import _log
 from .report import md_table
@@ -122,7 +122,7 @@ def _search_pairs(p:DomainPair, lab:torch.Tensor, folds:int, seed:int, bs:int, n
                                split=dict(target_train=keep(lab), target_valid=keep(lab), unlabeled=keep(p.idx['unlabeled']), test=held)))
     return out
 
-_SCORES = {'IM': im_score, 'SND': snd_score, 'TargetEntropy': entropy_score}  # the label-free validators, higher is better
+_SCORES = {v.__name__: v.score for v in (IM, SND, TargetEntropy)}  # the validators' own scores (higher is better), by their names
 
 def _label_free_score(learner_file:Path, pair:DomainPair, validator:str, n:int=500) -> float:
     "`validator` of the exported network on (a seeded stratified sample of at most `n` of) the pair's unlabeled pool: no label is read."
