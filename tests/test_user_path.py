@@ -261,7 +261,10 @@ def test_some_runs_fail_exit_1_with_a_report_and_a_rerun_retries_only_them(tmp_p
 @pytest.mark.slow
 def test_ctrl_c_reports_the_finished_runs_and_a_rerun_resumes(tmp_path):
     argv = ['compare', *UCI, '--seeds', '3', '--steps', '40', '--source-steps', '40', '--width', '4', '--strategies', 'scratch', '--shots', '2', '--out', tmp_path]
-    p = subprocess.Popen([str(EXE), *map(str, argv)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C at a terminal: SIGINT at its default disposition. A job started in the background (as CI may start this
+    # one) inherits SIGINT ignored, and Python then leaves it ignored, as a backgrounded command should.
+    p = subprocess.Popen([str(EXE), *map(str, argv)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     t = time.time()
     while not ((tmp_path/'runs.jsonl').exists() and (tmp_path/'runs.jsonl').read_text().count('\n') >= 1):
         assert p.poll() is None and time.time() - t < 300, p.communicate()
