@@ -112,6 +112,9 @@ def test_grid_runs_each_point_and_summary_picks_by_the_validator(tmp_path):
     sel = selected(df)
     assert len(sel) == 1 and sel.iloc[0].chosen_score == df.chosen_score.max()
     assert sel.iloc[0].oracle_best == df.oracle_best.max() and sel.iloc[0].regret >= 0
+    v = validator_table(df, ('IM',), over='grid')  # the validators judged over the grid: IM's choice is compare's own
+    assert v.runs.tolist() == [1] and v.regret.iloc[0] == round(sel.iloc[0].regret * 100, 1)
+    assert validator_table(df, ('IM',)).runs.tolist() == [2]  # per epoch: each grid point a run of its own
     with pytest.raises(ValueError, match="grid takes 'lam' and 'lr'"): compare(('uci', 'mnist'), ['dann'], grid={'beta': [1]}, **KW)
     with pytest.raises(ValueError, match=r"grid\['lam'\] must be a non-empty list of values, got \[\]"): compare(('uci', 'mnist'), ['dann'], grid={'lam': []}, **KW)
 

@@ -62,20 +62,24 @@ def gap_table(df:pd.DataFrame, # records with direct and scratch at 'all' among 
 # %% ../nbs/05a_report.ipynb #cda9ca8c
 def validator_table(df:pd.DataFrame, # records of adaptation runs (with their histories)
                     validators=('IM', 'SND', 'TargetEntropy', 'accuracy'), # the scores to judge
+                    over:str='epoch', # 'epoch': each run's epoch is chosen; 'grid': each technique, seed and budget's grid point and epoch
                    ) -> pd.DataFrame:
-    "Per validator: how often it picks the oracle's epoch, and the mean target accuracy (points) its pick loses against the oracle's."
+    "Per validator: how often it picks the oracle's row (epoch, or grid point and epoch), and the mean target accuracy (points) its pick loses against the oracle's."
+    if over not in ('epoch', 'grid'): raise ValueError(f"over must be 'epoch' or 'grid', got {over!r}")
     h = _hist_rows(df[df.status != 'failed'])
     if h.empty: raise ValueError("no record carries a per-epoch history: validator_table needs adaptation runs")
     if 'CollapseShare' in h and (h.CollapseShare < COLLAPSE_SHARE).any(): h = h[h.CollapseShare < COLLAPSE_SHARE]  # as compare chooses: never a collapsed epoch
     for c, none in (('shots', 'none'), ('lam', '-'), ('lr', '-')): h[c] = h[c].astype(object).where(h[c].notna(), none)
-    keys = ('technique', 'seed', 'shots', 'lam', 'lr')
+    keys = ('technique', 'seed', 'shots') + (('lam', 'lr') if over == 'epoch' else ())
+    same = ['epoch'] + (['lam', 'lr'] if over == 'grid' else [])  # what a pick must share with the oracle's to agree
     best = select(h, 'oracle_target_acc', keys=keys).set_index(list(keys))
     rows = []
     for v in validators:
         if v not in h: continue
         ch = select(h, v, keys=keys).set_index(list(keys))
+        agree = (ch[same] == best[same].reindex(ch.index)).all(axis=1)
         rows.append(dict(validator='source accuracy (source risk)' if v == 'accuracy' else v, runs=len(ch),
-                         agreement=f"{(ch.epoch == best.epoch.reindex(ch.index)).mean():.0%}", regret=round(ch.regret.mean() * 100, 1)))
+                         agreement=f"{agree.mean():.0%}", regret=round(ch.regret.mean() * 100, 1)))
     return pd.DataFrame(rows)
 
 # %% ../nbs/05a_report.ipynb #9d7b9a0f
