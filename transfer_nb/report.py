@@ -163,9 +163,10 @@ def describe_config(config:dict, # a compare configuration (df.attrs['config'] o
     trained_source = d.get('source') and 'trained on the source' in str(config['model'])
     adapts = ts is None or bool(ts & (_NEEDS_SOURCE - {'source_only'}))
     chosen = ts is None or bool(ts & (_NEEDS_SOURCE | {'shot'}))  # the runs whose epoch a validator chooses
-    budgets = ([f"{config['steps']} optimiser steps per fine-tuning run"] if ran('labels', also=('shot',)) else []) + (
-        [f"{config['source_steps']} per " + ' and '.join(w for w, on in (('source model', trained_source), ('adaptation run', adapts)) if on)]
-        if trained_source or adapts else [])
+    budgets = [f"{config['steps']} optimiser steps per fine-tuning run"] if ran('labels', also=('shot',)) else []
+    if trained_source or adapts:
+        budgets.append(f"{config['source_steps']}{'' if budgets else ' optimiser steps'} per "
+                       + ' and '.join(w for w, on in (('source model', trained_source), ('adaptation run', adapts)) if on))
     parts = [data, f"model: {config['model']}"] + ([' and '.join(budgets) + f", one-cycle at lr {config['lr']}, batch size {config['bs']}"] if budgets else [])
     if chosen: parts.append(f"epochs of the runs without target labels chosen by {config['select_by'] or 'none (the last epoch)'}")
     if config.get('grid') and adapts: parts.append(f"grid {config['grid']}")
