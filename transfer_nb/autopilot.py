@@ -123,6 +123,9 @@ def _search_pairs(p:DomainPair, lab:torch.Tensor, folds:int, seed:int, bs:int, n
     return out
 
 _SCORES = {v.__name__: v.score for v in (IM, SND, TargetEntropy)}  # the validators' own scores (higher is better), by their names
+# label-free techniques whose training objective is (part of) a validator's score: what they optimise, and those validators
+_OWN_OBJECTIVE = {'shot': ('SHOT maximises information on the pool', ('IM', 'TargetEntropy')),
+                  'tent': ('TENT minimises the entropy of its predictions', ('IM', 'TargetEntropy'))}
 
 def _label_free_score(learner_file:Path, pair:DomainPair, validator:str, n:int=500) -> float:
     "`validator` of the exported network on (a seeded stratified sample of at most `n` of) the pair's unlabeled pool: no label is read."
@@ -291,10 +294,14 @@ def autopilot(target, # a folder (one sub-folder per class), a built-in domain's
                                      f"{', '.join(f'{s:.0f}' for s in ties.seconds)} s) is picked")
             else: reason += f"; the next best, `{rest.technique.iloc[0]}`, {fmt(rest[by].iloc[0])}"
         reason += f" ({len(trials)} " + (f"techniques × {k} folds" if k > 1 else "runs") + (f"; the {budget:g} s budget stopped the search early" if spent else '') + ")."
-        if free: reason += (f" {validator} needs no label, but it is a proxy: it can prefer a confidently wrong network "
-                            "(its regret on the built-in pairs is in the results chapter).")
-        else:
-            if n_held < 20: reason += f" With {n_held} held-out images one image is {100 / n_held:.0f} points: a small lead is within the noise."
+        if free:
+            reason += (f" {validator} needs no label, but it is a proxy: it can prefer a confidently wrong network "
+                       "(its regret on the built-in pairs is in the results chapter).")
+            own = _OWN_OBJECTIVE.get(best.technique)
+            if own and validator in own[1]:
+                reason += (f" `{best.technique}` trains to raise this very score ({own[0]}), so it is judged by its own objective and can "
+                           "look better than it is: a few labels per class would check the pick.")
+        elif n_held < 20: reason += f" With {n_held} held-out images one image is {100 / n_held:.0f} points: a small lead is within the noise."
         if best.status == 'collapsed': reason += " Every run that finished predicted one class for most of the pool: treat the pick with care."
     if len(ranking) > 1 and pd.notna(ranking.LogME.iloc[1]):
         reason = (f"`{name}` has the highest LogME on the labeled images ({ranking.LogME.iloc[0]:.3f}; next `{ranking.backbone.iloc[1]}` "
