@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt
 from .store import StoreError, _NEEDS_SOURCE, _base, _budget, _env_text, _hist_rows, _shots_key, _shots_order, selected, uses_target_labels
 
 # %% auto #0
-__all__ = ['results_table', 'gap_table', 'validator_table', 'plot_bars', 'plot_curves', 'md_table', 'describe_config', 'verdict',
-           'write_report', 'overview']
+__all__ = ['results_table', 'gap_table', 'validator_choices', 'validator_table', 'plot_bars', 'plot_curves', 'md_table',
+           'describe_config', 'verdict', 'write_report', 'overview']
 
 # %% ../nbs/05a_report.ipynb #e955daec
 def results_table(df:pd.DataFrame, # records from compare
@@ -60,17 +60,34 @@ def gap_table(df:pd.DataFrame, # records with direct and scratch at 'all' among 
     return pd.DataFrame({'target (%)': (g * 100).round(1), 'gap closed (%)': ((g - lo) / (hi - lo) * 100).round(0)}).reset_index()
 
 # %% ../nbs/05a_report.ipynb #cda9ca8c
+def _choice_keys(over:str) -> list:
+    "The columns that make one choice: a run (its epoch is chosen), or a technique, seed and budget (its grid point and epoch)."
+    if over not in ('epoch', 'grid'): raise ValueError(f"over must be 'epoch' or 'grid', got {over!r}")
+    return ['technique', 'seed', 'shots'] + (['lam', 'lr'] if over == 'epoch' else [])
+
+def _choice_rows(df:pd.DataFrame) -> pd.DataFrame:
+    "Every epoch of the records that carry a history, as a validator may choose them: never a collapsed epoch (as compare chooses), missing budgets named."
+    h = _hist_rows(df[df.status != 'failed'])
+    if h.empty: raise ValueError("no record carries a per-epoch history: validator_table needs adaptation runs")
+    if 'CollapseShare' in h and (h.CollapseShare < COLLAPSE_SHARE).any(): h = h[h.CollapseShare < COLLAPSE_SHARE]
+    for c, none in (('shots', 'none'), ('lam', '-'), ('lr', '-')): h[c] = h[c].astype(object).where(h[c].notna(), none)
+    return h
+
+def validator_choices(df:pd.DataFrame, # records of adaptation runs (with their histories)
+                      by:str='IM', # the validator that chooses (a history column; 'oracle_target_acc' gives the oracle's own choice)
+                      over:str='epoch', # 'epoch': each run's epoch is chosen; 'grid': each technique, seed and budget's grid point and epoch
+                     ) -> pd.DataFrame:
+    "One row per choice: the epoch (and grid point) `by` picks, its target accuracy, the oracle's best and the regret (accuracy, 0–1)."
+    return select(_choice_rows(df), by, keys=_choice_keys(over))
+
+
+# %% ../nbs/05a_report.ipynb #3b495f09
 def validator_table(df:pd.DataFrame, # records of adaptation runs (with their histories)
                     validators=('IM', 'SND', 'TargetEntropy', 'accuracy'), # the scores to judge
                     over:str='epoch', # 'epoch': each run's epoch is chosen; 'grid': each technique, seed and budget's grid point and epoch
                    ) -> pd.DataFrame:
     "Per validator: how often it picks the oracle's row (epoch, or grid point and epoch), and the mean target accuracy (points) its pick loses against the oracle's."
-    if over not in ('epoch', 'grid'): raise ValueError(f"over must be 'epoch' or 'grid', got {over!r}")
-    h = _hist_rows(df[df.status != 'failed'])
-    if h.empty: raise ValueError("no record carries a per-epoch history: validator_table needs adaptation runs")
-    if 'CollapseShare' in h and (h.CollapseShare < COLLAPSE_SHARE).any(): h = h[h.CollapseShare < COLLAPSE_SHARE]  # as compare chooses: never a collapsed epoch
-    for c, none in (('shots', 'none'), ('lam', '-'), ('lr', '-')): h[c] = h[c].astype(object).where(h[c].notna(), none)
-    keys = ('technique', 'seed', 'shots') + (('lam', 'lr') if over == 'epoch' else ())
+    h, keys = _choice_rows(df), _choice_keys(over)
     same = ['epoch'] + (['lam', 'lr'] if over == 'grid' else [])  # what a pick must share with the oracle's to agree
     best = select(h, 'oracle_target_acc', keys=keys).set_index(list(keys))
     rows = []
