@@ -279,6 +279,20 @@ def test_ctrl_c_reports_the_finished_runs_and_a_rerun_resumes(tmp_path):
     assert r.returncode == 0 and f'[{3 - k}/{3 - k}] scratch seed 2' in r.stderr and len(records(tmp_path)) == 3
 
 
+def test_ctrl_c_while_a_record_is_made_durable_counts_it_as_the_rerun_will(tmp_path, capsys, monkeypatch):
+    # The record is in runs.jsonl once written; Ctrl-C can land while fsync makes it durable (CI saw it: the message said
+    # 0 finished while the file, which a rerun resumes from, held 1). The count must be the file's.
+    argv = ['compare', *UCI, *TINY, '--strategies', 'scratch', '--shots', '2,3', '--out', tmp_path]
+    def ctrl_c(fd): raise KeyboardInterrupt
+    monkeypatch.setattr(os, 'fsync', ctrl_c)
+    code, _, err = cli(argv, capsys)
+    assert code == 130 and len(records(tmp_path)) == 1, err
+    assert 'interrupted after 1 of 2 runs; rerun the same command to resume' in err and 'Traceback' not in err
+    monkeypatch.undo()
+    code, _, err = cli(argv, capsys)
+    assert code == 0 and '[1/1] scratch seed 0' in err and len(records(tmp_path)) == 2, err
+
+
 def test_a_full_disk_is_a_clear_error_and_the_records_stay_intact(tmp_path, capsys, monkeypatch):
     argv = ['compare', *UCI, *TINY, '--strategies', 'scratch', '--shots', '2,3', '--out', tmp_path]
     assert cli(argv[:-3] + ['2', '--out', tmp_path], capsys)[0] == 0  # one run on disk

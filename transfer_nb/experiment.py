@@ -390,7 +390,9 @@ def compare(pair, # (source, target) names, 'syn,mnist', or any DomainPair (fold
                 if why and not said: said.append(why); _log(f"transfer_nb: the report could not be updated ({why}); the runs go on and their records are kept")
             with store:
                 if num_distrib() > 1: _share(store.done())
-                execute(store.done(), add)
+                try: execute(store.done(), add)
+                except KeyboardInterrupt:  # the file is what a rerun resumes from: a record written as Ctrl-C came counts as finished
+                    store.records = store._read(); raise
     except KeyboardInterrupt:
         df = _frame(store.records if store is not None and store.records is not None else recs, keys, store.config if store is not None else config)
         raise Interrupted(df, int((df.status != 'failed').sum()) if len(df) else 0, len(runs)) from None
