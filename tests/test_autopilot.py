@@ -80,6 +80,26 @@ def test_cross_validation_scores_every_label_once(photos, tmp_path):
     assert len(ap.trials) == 4 and 'techniques × 2 folds' in ap.reason
 
 
+def test_cli_folds_reach_the_search(tmp_path, capsys):
+    # what folds do is tested on photos above (test_cross_validation_scores_every_label_once); here: the flag gets there
+    seen = {}
+    def spy(target, **kw): seen.update(kw, target=target); raise RuntimeError('stop here')
+    with mock.patch('transfer_nb.autopilot.autopilot', spy):
+        assert exit_code(['auto', '--target', 'uci', '--shots', '3', '--folds', '3', '--out', str(tmp_path/'ap')]) == 1
+    assert seen['folds'] == 3 and seen['target'] == 'uci' and seen['shots'] == 3, seen
+    assert 'stop here' in capsys.readouterr().err
+    assert exit_code(['auto', '--target', 'uci', '--folds', '0']) == 2 and '--folds must be an int ≥ 1' in capsys.readouterr().err
+
+
+def test_a_lead_inside_the_noise_is_said():
+    from transfer_nb.autopilot import _lead_note
+    # mnist → fashion, 100 labels, seed 1 (results/autopilot): scratch 61.5% against full 56.5% on 200 held-out images
+    note = _lead_note('scratch', .615, 'full', .565, 200, 1)
+    assert 'over `full` (5.0 points) is inside two standard errors of the difference (9.8 points' in note and '--folds 5' in note
+    assert _lead_note('full', .9, 'scratch', .6, 200, 1) == '' and _lead_note('a', .61, 'b', .60, 5000, 1) != ''
+    assert '--folds' not in _lead_note('scratch', .612, 'full', .611, 1000, 5)
+
+
 def test_rank_backbones_lists_what_cannot_load(photos):
     from transfer_nb.folders import folder_domain
     d = folder_domain(photos, size=32)

@@ -104,6 +104,15 @@ def _pick(trials:pd.DataFrame, by:str='held_out_acc') -> pd.Series:
     if not len(t): raise RuntimeError("every technique failed in the search: " + '; '.join(f"{r.technique}: {r.error}" for r in trials.itertuples()))
     return t.assign(_neg=-t[by]).sort_values(['_neg', 'seconds'], kind='stable').iloc[0]
 
+def _lead_note(best:str, a:float, second:str, b:float, n:int, folds:int) -> str:
+    "A sentence when the best held-out accuracy `a` leads the second's `b` (fractions, each on the same `n` images) by less than two standard errors of the difference (the two taken as independent: a conservative band); else ''."
+    if not (n and 0 <= b < a <= 1): return ''
+    band = 2 * np.sqrt((a * (1 - a) + b * (1 - b)) / n)
+    if a - b >= band: return ''
+    return (f" Its lead over `{second}` ({100 * (a - b):.1f} points) is inside two standard errors of the difference ({100 * band:.1f} points "
+            f"for two accuracies on {n} held-out images): the labels cannot tell them apart, and either is a defensible pick"
+            + (", so hold out more: `folds=5` (`--folds 5`) scores every label once." if folds == 1 else "."))
+
 def _search_pairs(p:DomainPair, lab:torch.Tensor, folds:int, seed:int, bs:int, net) -> list:
     "One pair per fold: a stratified part of the labeled positions `lab` is its test set, the rest of them its labels, and the target's pool (less those) stays unlabeled; the real test set is in none of its splits."
     y = p.tgt.y[lab]
@@ -302,6 +311,7 @@ def autopilot(target, # a folder (one sub-folder per class), a built-in domain's
                 reason += (f" `{best.technique}` trains to raise this very score ({own[0]}), so it is judged by its own objective and can "
                            "look better than it is: a few labels per class would check the pick.")
         elif n_held < 20: reason += f" With {n_held} held-out images one image is {100 / n_held:.0f} points: a small lead is within the noise."
+        elif len(rest): reason += _lead_note(best.technique, best[by], rest.technique.iloc[0], rest[by].iloc[0], n_held, k)
         if best.status == 'collapsed': reason += " Every run that finished predicted one class for most of the pool: treat the pick with care."
     if len(ranking) > 1 and pd.notna(ranking.LogME.iloc[1]):
         reason = (f"`{name}` has the highest LogME on the labeled images ({ranking.LogME.iloc[0]:.3f}; next `{ranking.backbone.iloc[1]}` "

@@ -161,6 +161,8 @@ def _parser() -> argparse.ArgumentParser:
     ar.add_argument('--seed', type=_arg(int, lo=0, name='--seed'), default=0, help='seed of the splits and runs (default: 0)')
     ar.add_argument('--budget', type=_arg(float, lo=0, lo_open=True, name='--budget'), default=None,
                     help='seconds the search may take: no new run starts once spent, the first always runs (default: no limit)')
+    ar.add_argument('--folds', type=_arg(int, lo=1, name='--folds'), default=1,
+                    help='with labels: 1 holds out one stratified fifth of them; k > 1 is k-fold cross-validation, every label scored once, k runs a technique (default: 1)')
     ar.add_argument('--validator', choices=['IM', 'SND', 'TargetEntropy'], default='IM', help='with --shots 0: the label-free score that decides (default: IM)')
     ao = au.add_argument_group('output')
     ao.add_argument('--out', type=_out, default=Path('autopilot'), help='folder of the runs, the learner and autopilot.md (default: autopilot/)')
@@ -290,7 +292,7 @@ def _auto(a, argv) -> int:
     "Run the autopilot on the command line's data; print the pick, why, the test accuracy and where the learner is."
     from transfer_nb.autopilot import autopilot
     ap = autopilot(a.target_dir or a.target, shots=a.shots, source=a.source_dir or a.source, backbones=a.backbones, steps=a.steps, source_steps=a.source_steps,
-                   lrs=a.lrs, bs=a.bs, seed=a.seed, budget=a.budget, validator=a.validator, out=a.out, verbose=not a.quiet,
+                   lrs=a.lrs, bs=a.bs, seed=a.seed, budget=a.budget, folds=a.folds, validator=a.validator, out=a.out, verbose=not a.quiet,
                    command='transfer_nb ' + ' '.join(map(shlex.quote, argv)))
     print(f"{ap.pick['technique']} on {ap.backbone}: test accuracy {ap.test_acc:.1%} ({ap.data['test']} images, measured once after the choice)\n\n{ap.reason}\n")
     print(f"learner: {ap.learner}  (fastai's load_learner(file).predict(Path('photo.jpg')) gives its class)\nreport: {a.out/'autopilot.md'}")
